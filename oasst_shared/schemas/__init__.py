@@ -1,0 +1,1 @@
+"""Message schemas: ``protocol`` (backend) and ``inference`` (workers), as msgspec Structs."""
