@@ -1,16 +1,20 @@
-"""Small helpers shared by the backend, the workers and the export scripts."""
+"""Small helpers shared by the backend, the workers and the export scripts.
+
+The schemas import ``utcnow`` from here, so this module imports only what msgspec already
+loads; ``logging``, ``hashlib`` and ``functools`` are imported by the helpers that use them.
+"""
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import inspect
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+
+if TYPE_CHECKING:
+    import logging
 
 __all__ = [
     "DELETED_USER_DISPLAY_NAME",
@@ -25,6 +29,8 @@ __all__ = [
 
 DELETED_USER_DISPLAY_NAME = "Deleted User"
 DELETED_USER_ID_PREFIX = "deleted_"
+
+_DEBUG = 10  # logging.DEBUG, without importing logging
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -82,7 +88,9 @@ class ScopeTimer:
 
 
 def _log_call(func: Callable[..., Any], elapsed: float, kwargs: dict[str, Any] | None, level: int) -> None:
-    logger = logging.getLogger(func.__module__)
+    import logging
+
+    logger: logging.Logger = logging.getLogger(func.__module__)
     if not logger.isEnabledFor(level):
         return
     if kwargs is None:
@@ -97,7 +105,7 @@ def log_timing(func: Callable[_P, _R], /) -> Callable[_P, _R]: ...
 
 @overload
 def log_timing(
-    func: None = None, /, *, log_kwargs: bool = False, level: int = logging.DEBUG
+    func: None = None, /, *, log_kwargs: bool = False, level: int = _DEBUG
 ) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]: ...
 
 
@@ -106,7 +114,7 @@ def log_timing(
     /,
     *,
     log_kwargs: bool = False,
-    level: int = logging.DEBUG,
+    level: int = _DEBUG,
 ) -> Callable[_P, _R] | Callable[[Callable[_P, _R]], Callable[_P, _R]]:
     """Log how long each call of the decorated function (sync or async) took.
 
@@ -115,6 +123,8 @@ def log_timing(
     ``log_kwargs`` adds the call's keyword arguments: they may hold user data, so keep such
     loggers at DEBUG.
     """
+
+    import functools
 
     def decorate(fn: Callable[_P, _R]) -> Callable[_P, _R]:
         if inspect.iscoroutinefunction(fn):
@@ -147,6 +157,8 @@ def log_timing(
 
 def sha256_hash(key: str, seed: int) -> str:
     """Hex SHA-256 of the text ``f"{key}{seed}"`` (UTF-8)."""
+    import hashlib
+
     return hashlib.sha256(f"{key}{seed}".encode()).hexdigest()
 
 

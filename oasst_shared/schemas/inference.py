@@ -14,7 +14,6 @@ the explicit ``WorkerHardwareInfo.collect()`` / ``WorkerMetricsInfo.collect()``
 from __future__ import annotations
 
 import enum
-import random
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, Union
 from uuid import uuid4
@@ -33,6 +32,8 @@ MAX_SEED = 0xFFFF_FFFF_FFFF_FFFE
 
 def make_seed() -> int:
     """A random sampling seed in [0, 2**64 - 2]."""
+    import random  # imported on first use: keeps the schema import cheap
+
     return random.randint(0, MAX_SEED)
 
 
