@@ -1,0 +1,299 @@
+"""The benchmark cases: one callable per (message, operation, implementation).
+
+Implementations compared in one run:
+
+* ``struct``: our msgspec structs through the prebuilt codec (``oasst_shared.codec``).
+* ``struct-into``: encode into a reused buffer (``encode_into``).
+* ``struct-msgpack``: the MessagePack codec.
+* ``view``: the Pydantic v2 views (``oasst_compat``): ``TypeAdapter.validate_json`` and
+  ``model_dump_json``, what a pydantic consumer pays.
+* ``orjson``: the untyped floor, ``orjson.loads`` / ``orjson.dumps`` of the same document.
+* ``json``: the standard library, for reference.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from benchmarks import messages
+from oasst_shared import codec
+from oasst_shared.schemas import inference
+
+
+@dataclass(frozen=True)
+class Case:
+    message: str
+    op: str
+    impl: str
+    fn: Callable[[], Any]
+    check: Callable[[], None] = field(default=lambda: None)
+
+    @property
+    def group(self) -> str:
+        return f"{self.message} {self.op}"
+
+    @property
+    def id(self) -> str:
+        return f"{self.message}-{self.op}-{self.impl}"
+
+
+@dataclass(frozen=True)
+class Message:
+    name: str
+    obj: Any
+    codec: codec.JsonCodec[Any]
+    msgpack: codec.MsgpackCodec[Any]
+    view_type: str  # dotted name of the view type the consumer validates with
+
+
+def message_set() -> list[Message]:
+    worker_info_codec: codec.JsonCodec[inference.WorkerInfo] = codec.JsonCodec(inference.WorkerInfo)
+    worker_info_msgpack: codec.MsgpackCodec[inference.WorkerInfo] = codec.MsgpackCodec(inference.WorkerInfo)
+    return [
+        Message(
+            "TokenResponse",
+            messages.token_response(),
+            codec.worker_response,
+            codec.worker_response_msgpack,
+            "inference.WorkerResponse",
+        ),
+        Message(
+            "GeneratedTextResponse",
+            messages.generated_text_response(),
+            codec.worker_response,
+            codec.worker_response_msgpack,
+            "inference.WorkerResponse",
+        ),
+        Message(
+            "WorkRequest",
+            messages.work_request(),
+            codec.worker_request,
+            codec.worker_request_msgpack,
+            "inference.WorkerRequest",
+        ),
+        Message(
+            "RankAssistantRepliesTask",
+            messages.rank_assistant_replies_task(),
+            codec.any_task,
+            codec.any_task_msgpack,
+            "protocol.AnyTask",
+        ),
+        Message(
+            "TextLabels",
+            messages.text_labels(),
+            codec.any_interaction,
+            codec.any_interaction_msgpack,
+            "protocol.AnyInteraction",
+        ),
+        Message(
+            "WorkerInfo",
+            messages.worker_info(),
+            worker_info_codec,
+            worker_info_msgpack,
+            "inference.WorkerInfo",
+        ),
+    ]
+
+
+def _views() -> Any | None:
+    """The ``oasst_compat`` modules, or ``None`` when the compat layer is not importable."""
+    try:
+        import oasst_compat
+        from oasst_compat.schemas import inference as view_inference
+        from oasst_compat.schemas import protocol as view_protocol
+    except ImportError:
+        return None
+    return oasst_compat, {"inference": view_inference, "protocol": view_protocol}
+
+
+def views_available() -> bool:
+    return _views() is not None
+
+
+def _expect_equal(got: Callable[[], Any], want: Any, what: str) -> Callable[[], None]:
+    def check() -> None:
+        value = got()
+        if value != want:
+            raise AssertionError(f"{what}: benchmark subject gives a different result")
+
+    return check
+
+
+def build_cases() -> list[Case]:
+    views = _views()
+    cases: list[Case] = []
+    for m in message_set():
+        cases += _message_cases(m, views)
+    return cases + relay_cases() + construction_cases()
+
+
+def _message_cases(m: Message, views: Any | None) -> list[Case]:
+    obj = m.obj
+    data = m.codec.encode(obj)
+    packed = m.msgpack.encode(obj)
+    plain = orjson.loads(data)
+    decode = m.codec.decode
+    encode = m.codec.encode
+    encode_into = m.codec.encoder().encode_into  # the thread's encoder, taken once per thread
+    unpack = m.msgpack.decode
+    pack = m.msgpack.encode
+    buffer = bytearray(len(data) * 2)
+
+    def into() -> bytearray:
+        encode_into(obj, buffer)
+        return buffer
+
+    cases = [
+        Case(
+            m.name, "decode", "struct", lambda: decode(data), _expect_equal(lambda: decode(data), obj, m.name)
+        ),
+        Case(
+            m.name,
+            "decode",
+            "struct-msgpack",
+            lambda: unpack(packed),
+            _expect_equal(lambda: unpack(packed), obj, m.name),
+        ),
+        Case(m.name, "decode", "orjson", lambda: orjson.loads(data)),
+        Case(m.name, "decode", "json", lambda: json.loads(data)),
+        Case(
+            m.name,
+            "encode",
+            "struct",
+            lambda: encode(obj),
+            _expect_equal(lambda: orjson.loads(encode(obj)), plain, m.name),
+        ),
+        Case(
+            m.name,
+            "encode",
+            "struct-into",
+            into,
+            _expect_equal(lambda: orjson.loads(bytes(into())), plain, m.name),
+        ),
+        Case(
+            m.name,
+            "encode",
+            "struct-msgpack",
+            lambda: pack(obj),
+            _expect_equal(lambda: unpack(pack(obj)), obj, m.name),
+        ),
+        Case(m.name, "encode", "orjson", lambda: orjson.dumps(plain)),
+        Case(m.name, "encode", "json", lambda: json.dumps(plain)),
+    ]
+    if views is None:
+        return cases
+    compat, modules = views
+    from pydantic import TypeAdapter
+
+    module, name = m.view_type.split(".")
+    adapter: TypeAdapter[Any] = TypeAdapter(getattr(modules[module], name))
+    view_obj = compat.to_pydantic(obj)
+    validate = adapter.validate_json
+    cases += [
+        Case(
+            m.name,
+            "decode",
+            "view",
+            lambda: validate(data),
+            _expect_equal(lambda: compat.from_pydantic(validate(data)), obj, m.name),
+        ),
+        Case(
+            m.name,
+            "encode",
+            "view",
+            lambda: view_obj.model_dump_json(by_alias=True),
+            _expect_equal(lambda: orjson.loads(view_obj.model_dump_json(by_alias=True)), plain, m.name),
+        ),
+    ]
+    return cases
+
+
+def relay_cases() -> list[Case]:
+    """Per token on the inference server: full decode + re-encode vs envelope peek + forward."""
+    token = messages.token_response()
+    frame = codec.worker_response.encode(token)
+    decode = codec.worker_response.decode
+    encode = codec.worker_response.encode
+    peek = codec.peek_worker_response
+
+    def full() -> bytes:
+        return encode(decode(frame))
+
+    def relay() -> bytes:
+        env = peek(frame)
+        if env.request_id is None:  # routing needs it; keeps the lookup honest
+            raise AssertionError("no request_id")
+        return frame
+
+    def check_full() -> None:
+        if orjson.loads(full()) != orjson.loads(frame):
+            raise AssertionError("re-encoded token differs")
+
+    def check_relay() -> None:
+        env = peek(frame)
+        if (env.response_type, env.request_id, relay()) != ("token", token.request_id, frame):
+            raise AssertionError("peek disagrees with the frame")
+
+    cases = [
+        Case("TokenResponse", "relay", "struct", full, check_full),
+        Case("TokenResponse", "relay", "struct-peek", relay, check_relay),
+        Case("TokenResponse", "relay", "orjson", lambda: orjson.dumps(orjson.loads(frame))),
+    ]
+    views = _views()
+    if views is not None:
+        _, modules = views
+        from pydantic import TypeAdapter
+
+        adapter: TypeAdapter[Any] = TypeAdapter(modules["inference"].WorkerResponse)
+        cases.append(
+            Case(
+                "TokenResponse",
+                "relay",
+                "view",
+                lambda: adapter.validate_json(frame).model_dump_json(by_alias=True),
+            )
+        )
+    return cases
+
+
+def construction_cases() -> list[Case]:
+    """Building one TokenResponse in the worker, per generated token."""
+    rid = messages.REQUEST_ID
+    cases = [
+        Case(
+            "TokenResponse",
+            "construct",
+            "struct",
+            lambda: inference.TokenResponse(request_id=rid, text=" a", log_prob=-0.5, token_id=7),
+        ),
+        Case(
+            "TokenResponse",
+            "construct",
+            "dict",
+            lambda: {
+                "request_id": rid,
+                "response_type": "token",
+                "text": " a",
+                "log_prob": -0.5,
+                "token_id": 7,
+            },
+        ),
+    ]
+    views = _views()
+    if views is not None:
+        _, modules = views
+        view_token = modules["inference"].TokenResponse
+        cases.append(
+            Case(
+                "TokenResponse",
+                "construct",
+                "view",
+                lambda: view_token(request_id=rid, text=" a", log_prob=-0.5, token_id=7),
+            )
+        )
+    return cases

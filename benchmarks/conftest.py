@@ -1,0 +1,1 @@
+"""pytest configuration of the benchmark suite."""

@@ -1,0 +1,319 @@
+"""Run the benchmark suite and print the side-by-side table of ratios.
+
+    python -m benchmarks.report [--quick] [--json FILE] [--chart FILE]
+
+Times come from pytest-benchmark (``benchmarks/test_bench_codec.py``), run in this process's
+interpreter; every figure in the table is a ratio of two medians from the same run. Also
+measured in the same run: memory per decoded ``WorkRequest``, cold import time of the
+schema modules, and tokens per second of a websocket -> SSE token stream on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+# (label, numerator (message, op, impl), denominator, goal, "le" | "ge")
+GOALS: list[tuple[str, tuple[str, str, str], tuple[str, str, str], float, str]] = [
+    (
+        "token decode / orjson.loads",
+        ("TokenResponse", "decode", "struct"),
+        ("TokenResponse", "decode", "orjson"),
+        0.75,
+        "le",
+    ),
+    (
+        "token encode into buffer / orjson.dumps",
+        ("TokenResponse", "encode", "struct-into"),
+        ("TokenResponse", "encode", "orjson"),
+        0.95,
+        "le",
+    ),
+    (
+        "WorkRequest decode / orjson.loads",
+        ("WorkRequest", "decode", "struct"),
+        ("WorkRequest", "decode", "orjson"),
+        0.8,
+        "le",
+    ),
+    (
+        "WorkRequest encode / orjson.dumps",
+        ("WorkRequest", "encode", "struct"),
+        ("WorkRequest", "encode", "orjson"),
+        1.1,
+        "le",
+    ),
+    (
+        "token decode: view / struct",
+        ("TokenResponse", "decode", "view"),
+        ("TokenResponse", "decode", "struct"),
+        3.0,
+        "ge",
+    ),
+    (
+        "WorkRequest decode: view / struct",
+        ("WorkRequest", "decode", "view"),
+        ("WorkRequest", "decode", "struct"),
+        3.0,
+        "ge",
+    ),
+    (
+        "relay: decode+encode / peek+forward",
+        ("TokenResponse", "relay", "struct"),
+        ("TokenResponse", "relay", "struct-peek"),
+        3.5,
+        "ge",
+    ),
+]
+
+
+@dataclass
+class Row:
+    message: str
+    op: str
+    impl: str
+    median: float
+
+
+def run_suite(quick: bool, out: Path) -> list[Row]:
+    """Run the pytest-benchmark suite in a subprocess, return the medians (seconds)."""
+    timing = (
+        ["--benchmark-max-time=0.05", "--benchmark-min-rounds=20"]
+        if quick
+        else ["--benchmark-max-time=0.5", "--benchmark-min-rounds=50"]
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(HERE / "test_bench_codec.py"),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--benchmark-only",
+        "--benchmark-warmup=on",
+        f"--benchmark-json={out}",
+        "--benchmark-columns=median,iqr,rounds",
+        "--benchmark-group-by=group",
+        *timing,
+    ]
+    print(f"running the benchmark suite ({'quick' if quick else 'full'}) ...", file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=sys.stderr, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark suite failed (exit {proc.returncode})")
+    data = json.loads(out.read_text())
+    return [
+        Row(b["extra_info"]["message"], b["extra_info"]["op"], b["extra_info"]["impl"], b["stats"]["median"])
+        for b in data["benchmarks"]
+    ]
+
+
+def _fmt_time(seconds: float) -> str:
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:.0f} ns"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.2f} us"
+    return f"{seconds * 1e3:.2f} ms"
+
+
+IMPLS = ["struct", "struct-into", "struct-msgpack", "struct-peek", "view", "orjson", "json", "dict"]
+
+
+def table(rows: list[Row]) -> tuple[str, list[dict[str, Any]]]:
+    by_group: dict[tuple[str, str], dict[str, float]] = {}
+    for r in rows:
+        by_group.setdefault((r.message, r.op), {})[r.impl] = r.median
+    lines = [
+        "| message | op | struct | struct / orjson | view / struct | orjson | other |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    records: list[dict[str, Any]] = []
+    for (message, op), impls in by_group.items():
+        ours = impls.get("struct")
+        floor = impls.get("orjson")
+        view = impls.get("view")
+        vs_floor = ours / floor if ours and floor else None
+        vs_view = view / ours if ours and view else None
+        others = ", ".join(
+            f"{k} {_fmt_time(v)}" for k, v in impls.items() if k not in ("struct", "orjson", "view")
+        )
+        lines.append(
+            f"| {message} | {op} | {_fmt_time(ours) if ours else '-'} | "
+            f"{f'{vs_floor:.2f}x' if vs_floor else '-'} | {f'{vs_view:.1f}x' if vs_view else '-'} | "
+            f"{_fmt_time(floor) if floor else '-'} | {others} |"
+        )
+        records.append(
+            {
+                "message": message,
+                "op": op,
+                "medians_s": impls,
+                "struct_over_orjson": vs_floor,
+                "view_over_struct": vs_view,
+            }
+        )
+    return "\n".join(lines), records
+
+
+def goals(rows: list[Row], extra: dict[str, tuple[float, float, str]]) -> tuple[str, list[dict[str, Any]]]:
+    medians = {(r.message, r.op, r.impl): r.median for r in rows}
+    lines = ["| goal | measured | target | met |", "|---|---|---|---|"]
+    records: list[dict[str, Any]] = []
+    items: list[tuple[str, float | None, float, str]] = []
+    for label, num, den, target, sense in GOALS:
+        a, b = medians.get(num), medians.get(den)
+        items.append((label, a / b if a and b else None, target, sense))
+    for label, (value, target, sense) in extra.items():
+        items.append((label, value, target, sense))
+    for label, value, target, sense in items:
+        if value is None:
+            met = "not measured"
+        else:
+            met = "yes" if (value <= target if sense == "le" else value >= target) else "no"
+        sign = "<=" if sense == "le" else ">="
+        shown = f"{value:.2f}x" if value is not None else "-"
+        lines.append(f"| {label} | {shown} | {sign} {target}x | {met} |")
+        records.append({"goal": label, "ratio": value, "target": target, "sense": sense, "met": met})
+    return "\n".join(lines), records
+
+
+def machine() -> str:
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        cpu = platform.processor() or "unknown CPU"
+    import msgspec
+
+    try:
+        import pydantic
+
+        pyd = pydantic.VERSION
+    except ImportError:
+        pyd = "absent"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"msgspec {msgspec.__version__}, pydantic {pyd}, {platform.system()} {platform.release()}"
+    )
+
+
+def chart(records: list[dict[str, Any]], path: Path) -> None:
+    """Horizontal bars: time relative to orjson (1.0) for struct and view, per case."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, ours, views = [], [], []
+    for rec in records:
+        floor = rec["medians_s"].get("orjson")
+        if not floor or "struct" not in rec["medians_s"]:
+            continue
+        labels.append(f"{rec['message']} {rec['op']}")
+        ours.append(rec["medians_s"]["struct"] / floor)
+        views.append(rec["medians_s"].get("view", 0.0) / floor)
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(labels) + 1.5))
+    ys = range(len(labels))
+    ax.barh([y + 0.2 for y in ys], ours, height=0.4, label="oasst_shared (msgspec structs)", color="#2b7bba")
+    ax.barh([y - 0.2 for y in ys], views, height=0.4, label="Pydantic v2 views", color="#e08a2c")
+    ax.axvline(1.0, color="black", linewidth=0.8, linestyle="--", label="orjson, untyped (1.0)")
+    ax.set_yticks(list(ys), labels)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("time relative to orjson on the same document (lower is faster, log scale)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("oasst-shared serialization cost, ratios from one run")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short run (under a minute)")
+    parser.add_argument("--json", type=Path, help="write the results as JSON to this file")
+    parser.add_argument("--chart", type=Path, help="render a bar chart of the ratios (PNG) to this file")
+    parser.add_argument("--no-stream", action="store_true", help="skip the websocket -> SSE streaming run")
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import measure, streaming
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = run_suite(args.quick, Path(tmp) / "bench.json")
+
+    print("measuring memory, import time and streaming ...", file=sys.stderr, flush=True)
+    memory = measure.work_request_memory()
+    imports = measure.import_costs(runs=5 if args.quick else 9)
+    stream = {} if args.no_stream else streaming.tokens_per_second(1000 if args.quick else 5000, 3)
+
+    extra: dict[str, tuple[float, float, str]] = {
+        "import oasst_shared.schemas.inference / import msgspec": (
+            imports["oasst_shared.schemas.inference"] / imports["msgspec"],
+            1.5,
+            "le",
+        ),
+        "decoded WorkRequest memory / orjson dicts": (memory["struct"] / memory["orjson"], 0.7, "le"),
+    }
+    if "view" in stream:
+        extra["token stream: struct tokens/s / view tokens/s"] = (
+            stream["struct"] / stream["view"],
+            1.0,
+            "ge",
+        )
+
+    text, records = table(rows)
+    goal_text, goal_records = goals(rows, extra)
+    print()
+    print(f"Machine: {machine()}")
+    print()
+    print(text)
+    print()
+    print(goal_text)
+    print()
+    mem_line = ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in memory.items())
+    print(f"Memory of one decoded 20-message WorkRequest: {mem_line}")
+    imp_line = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in imports.items())
+    print(f"Cold import (best of runs): {imp_line}")
+    if stream:
+        print(
+            "Token stream websocket -> SSE (tokens/s, best of 3): "
+            + ", ".join(f"{k} {v:,.0f}" for k, v in stream.items())
+        )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "quick": args.quick,
+                    "cases": records,
+                    "goals": goal_records,
+                    "memory_bytes": memory,
+                    "import_seconds": imports,
+                    "stream_tokens_per_second": stream,
+                },
+                indent=2,
+            )
+        )
+        print(f"results written to {args.json}", file=sys.stderr)
+    if args.chart:
+        chart(records, args.chart)
+        print(f"chart written to {args.chart}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

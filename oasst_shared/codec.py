@@ -1,0 +1,647 @@
+"""The per-frame hot path: prebuilt typed codecs, relay envelopes and stream framing.
+
+What workers and the inference server call for every frame::
+
+    from oasst_shared import codec
+
+    frame = codec.worker_response.encode(TokenResponse(...))      # worker -> websocket
+    msg = codec.worker_response.decode(frame)                     # server: typed, one pass
+    env = codec.peek_worker_response(frame)                       # relay: tag + request_id only
+    queue.push(env.request_id, frame)                             # ...forward the same bytes
+
+Design (each choice measured in ``benchmarks/``):
+
+* One ``msgspec`` decoder per message type, built once at import and reused: decoding a
+  union picks the member by its tag in the same pass.
+* ``encode`` uses msgspec's module-level encoder, which builds its state per call and is safe
+  to call from any thread. ``encode_into`` writes into a caller-owned ``bytearray`` through a
+  per-thread ``msgspec`` encoder: msgspec's ``Encoder`` keeps an output buffer between calls,
+  so one instance must not encode on two threads at once. ``FrameWriter`` owns one encoder and
+  one buffer and hands out each frame in that buffer with no per-frame allocation; it is for
+  one thread (or one connection) at a time. Decoders keep no state between calls and are safe
+  to share.
+* Relays that route frames without reading them use an envelope: a view struct holding only
+  the tag and ``request_id``; the original bytes are forwarded unchanged.
+* Framings: NDJSON (``encode_lines`` / ``decode_lines``), Server-Sent Events (``sse_frame`` /
+  ``SSEParser``) and a MessagePack variant of every codec (``MsgpackCodec``) with 4-byte
+  length-prefixed stream framing.
+* Any frame that cannot be decoded raises ``FrameDecodeError`` (a ``ValueError`` and a
+  ``msgspec.DecodeError``) naming the message type, the JSON path and the frame's tag when
+  readable, so a server can log and drop one frame and keep the connection. Frames larger
+  than ``max_frame_size`` (default ``DEFAULT_MAX_FRAME_SIZE``, 16 MiB) are rejected before
+  decoding.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final, Generic, Literal, TypeVar, cast
+
+import msgspec
+
+from oasst_shared.schemas import inference, protocol
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_SIZE",
+    "FrameDecodeError",
+    "FrameWriter",
+    "JsonCodec",
+    "MsgpackCodec",
+    "SSEEvent",
+    "SSEParser",
+    "WorkerRequestEnvelope",
+    "WorkerResponseEnvelope",
+    "any_interaction",
+    "any_interaction_msgpack",
+    "any_task",
+    "any_task_msgpack",
+    "peek_worker_request",
+    "peek_worker_response",
+    "sse_frame",
+    "worker_request",
+    "worker_request_envelope",
+    "worker_request_msgpack",
+    "worker_response",
+    "worker_response_envelope",
+    "worker_response_msgpack",
+]
+
+T = TypeVar("T")
+
+DEFAULT_MAX_FRAME_SIZE: Final = 16 * 1024 * 1024
+"""Largest frame a codec decodes unless told otherwise (16 MiB); larger ones are rejected."""
+
+_PATH_RE = re.compile(r" - at `(\$[^`]*)`$")
+
+
+def _type_name(tp: Any) -> str:
+    """A readable name for a struct class or one of the union aliases."""
+    for module in (inference, protocol):
+        for name in ("WorkerRequest", "WorkerResponse", "AnyTask", "AnyInteraction"):
+            if getattr(module, name, None) is tp:
+                return f"{module.__name__.rsplit('.', 1)[-1]}.{name}"
+    return getattr(tp, "__name__", repr(tp))
+
+
+class FrameDecodeError(msgspec.DecodeError):
+    """A frame that could not be decoded as the expected message type.
+
+    A ``ValueError`` (and a ``msgspec.DecodeError``). Attributes: ``type_name`` (what was
+    expected), ``path`` (JSON path of the offending value, e.g. ``$.thread.messages[3].role``,
+    or ``None``), ``tag`` (the frame's tag value when it could be read, else ``None``) and
+    ``size`` (the frame's length in bytes). The message never includes the frame's content.
+    """
+
+    def __init__(self, message: str, *, type_name: str, path: str | None, tag: str | None, size: int) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.path = path
+        self.tag = tag
+        self.size = size
+
+
+# --------------------------------------------------------------------------------- envelopes
+
+ResponseType = Literal[
+    "token",
+    "generated_text",
+    "error",
+    "pong",
+    "internal_finished_message",
+    "internal_error",
+    "safe_prompt",
+    "plugin_intermediate",
+    "general_error",
+]
+RequestType = Literal["work", "ping", "error", "terminate", "upgrade_protocol", "wrong_api_key"]
+
+
+class WorkerResponseEnvelope(msgspec.Struct, gc=False):
+    """The routing part of a worker frame: its tag and ``request_id``, nothing else."""
+
+    response_type: ResponseType
+    request_id: str | None = None
+
+
+class WorkerRequestEnvelope(msgspec.Struct, gc=False):
+    """The routing part of a server frame: its tag and ``id``, nothing else."""
+
+    request_type: RequestType
+    id: str | None = None
+
+
+class _TagOnly(msgspec.Struct, gc=False):
+    """Reads whichever tag field a frame has, to name it in errors."""
+
+    type: Any = None
+    request_type: Any = None
+    response_type: Any = None
+
+
+_tag_decoder = msgspec.json.Decoder(_TagOnly)
+_tag_decoder_msgpack = msgspec.msgpack.Decoder(_TagOnly)
+
+
+def _frame_tag(data: Any, decoder: Any) -> str | None:
+    try:
+        found = decoder.decode(data)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    for value in (found.response_type, found.request_type, found.type):
+        if isinstance(value, str):
+            return value
+    return None
+
+
+# ------------------------------------------------------------------------------------ codecs
+
+
+_DECODE_ERRORS = (msgspec.DecodeError, RecursionError)
+
+Buffer = bytes | bytearray | memoryview
+
+
+class _CodecBase(Generic[T]):
+    """What the JSON and MessagePack codecs share: decoding with limits and errors, and the
+    per-thread encoders."""
+
+    decode: Callable[[Any], T]
+    """One frame as a typed message; ``FrameDecodeError`` if it is not one.
+
+    A plain function built per codec (no bound-method or attribute lookups per call): on the
+    hot path every Python-level step shows in the ratios.
+    """
+
+    _tag_decoder: Any
+
+    def __init__(self, type: Any, decoder: Any, encoder_class: Any, max_frame_size: int) -> None:
+        self.type = type
+        self.type_name = _type_name(type)
+        self._max_frame_size = max_frame_size
+        self.decoder = decoder
+        """The underlying msgspec decoder: its ``decode`` skips our frame-size check and raises
+        msgspec's own errors (and ``RecursionError`` on absurd nesting); it saves one Python
+        call per frame for callers whose transport already bounds frame sizes."""
+        self._encoder_class = encoder_class
+        self._local = threading.local()
+        self.decode = self._make_decode()
+
+    @property
+    def max_frame_size(self) -> int:
+        """Frames longer than this many bytes are rejected before decoding."""
+        return self._max_frame_size
+
+    def _make_decode(self) -> Callable[[Any], T]:
+        raw = self.decoder.decode
+        limit = self._max_frame_size
+        error = self._error
+        too_large = self._too_large
+        errors = _DECODE_ERRORS
+
+        def decode(data: Any) -> T:
+            if len(data) > limit:
+                raise too_large(data)
+            try:
+                return cast(T, raw(data))
+            except errors as exc:
+                raise error(data, exc) from None
+
+        decode.__doc__ = f"Decode one frame as {self.type_name}; FrameDecodeError if it is not one."
+        return decode
+
+    def _error(self, data: Any, exc: BaseException) -> FrameDecodeError:
+        size = len(data)
+        nested = isinstance(exc, RecursionError)
+        detail = "input nested too deeply" if nested else str(exc)
+        match = _PATH_RE.search(detail)
+        path = match.group(1) if match else None
+        tag = None if nested else _frame_tag(data, self._tag_decoder)
+        where = f" (tag {tag!r})" if tag is not None else ""
+        return FrameDecodeError(
+            f"invalid {self.type_name} frame{where}: {detail}",
+            type_name=self.type_name,
+            path=path,
+            tag=tag,
+            size=size,
+        )
+
+    def _too_large(self, data: Any) -> FrameDecodeError:
+        size = len(data)
+        return FrameDecodeError(
+            f"invalid {self.type_name} frame: {size} bytes exceeds max_frame_size={self._max_frame_size}",
+            type_name=self.type_name,
+            path=None,
+            tag=None,
+            size=size,
+        )
+
+    def encoder(self) -> Any:
+        """This thread's msgspec encoder, created on first use.
+
+        For the hottest loops: take it once per thread and call its ``encode_into(obj,
+        buffer)`` directly with a buffer the thread owns; that is msgspec's own speed with no
+        layer of ours in between.
+        """
+        local = self._local
+        try:
+            return local.encoder
+        except AttributeError:
+            local.encoder = encoder = self._encoder_class()
+            return encoder
+
+    def encode_into(self, obj: Any, buffer: bytearray, offset: int = 0) -> None:
+        """Write one message into ``buffer`` at ``offset`` (the rest is cut; -1 appends).
+
+        Reuse one buffer per thread to encode without allocating per frame.
+        """
+        self.encoder().encode_into(obj, buffer, offset)
+
+
+class JsonCodec(_CodecBase[T]):
+    """Encodes and decodes one message type (a struct class or a tagged union) as JSON.
+
+    ``decode`` accepts ``bytes``, ``bytearray``, ``memoryview`` or ``str``. Safe to share
+    across threads (see the module docs).
+    """
+
+    _tag_decoder = _tag_decoder
+
+    encode = staticmethod(msgspec.json.encode)
+    """One message as JSON bytes (every field included, as the reference sends it)."""
+
+    def __init__(self, type: Any, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        super().__init__(type, msgspec.json.Decoder(type), msgspec.json.Encoder, max_frame_size)
+
+    def encode_lines(self, objs: Iterable[Any]) -> bytes:
+        """Messages as NDJSON: one JSON document per line, each line ending in ``\\n``."""
+        encoder = self.encoder()
+        buffer = bytearray()
+        for obj in objs:
+            encoder.encode_into(obj, buffer, -1)
+            buffer.extend(b"\n")
+        return bytes(buffer)
+
+    def decode_lines(self, data: bytes | bytearray | memoryview | str) -> list[T]:
+        """All messages of an NDJSON document (blank lines are skipped).
+
+        An invalid line raises ``FrameDecodeError`` whose message names the line number
+        (1-based) and whose ``path`` is the JSON path within that line.
+        """
+        if isinstance(data, str):
+            data = data.encode()
+        raw = bytes(data)
+        if len(raw) > self._max_frame_size:
+            raise self._too_large(raw)
+        decoder = self.decoder
+        try:
+            # Fast path: msgspec splits and decodes all lines in one call.
+            return cast("list[T]", decoder.decode_lines(raw))
+        except (msgspec.DecodeError, RecursionError):
+            pass
+        # Slow path, only for a stream with an error: find and name the first bad line.
+        out: list[T] = []
+        for lineno, line in enumerate(raw.split(b"\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(decoder.decode(line))
+            except (msgspec.DecodeError, RecursionError) as exc:
+                err = self._error(line, exc)
+                raise FrameDecodeError(
+                    f"line {lineno}: {err}",
+                    type_name=err.type_name,
+                    path=err.path,
+                    tag=err.tag,
+                    size=err.size,
+                ) from None
+        return out
+
+    def iter_lines(self, lines: Iterable[bytes | str]) -> Iterator[T]:
+        """Decode a stream of NDJSON lines lazily (e.g. a file opened in binary mode)."""
+        for line in lines:
+            if line.strip():
+                yield self.decode(line)
+
+    def writer(self, initial_size: int = 512) -> FrameWriter:
+        """A ``FrameWriter`` for one thread or connection (see ``FrameWriter``)."""
+        return FrameWriter(initial_size)
+
+
+class MsgpackCodec(_CodecBase[T]):
+    """The MessagePack variant of ``JsonCodec`` for binary transports.
+
+    Stream framing (``encode_frames`` / ``decode_frames`` / ``iter_frames``): each message
+    is preceded by its length as a 4-byte big-endian unsigned integer.
+    """
+
+    _tag_decoder = _tag_decoder_msgpack
+
+    encode = staticmethod(msgspec.msgpack.encode)
+    """One message as MessagePack bytes."""
+
+    def __init__(self, type: Any, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        super().__init__(type, msgspec.msgpack.Decoder(type), msgspec.msgpack.Encoder, max_frame_size)
+
+    def encode_frames(self, objs: Iterable[Any]) -> bytes:
+        """Messages as one length-prefixed stream."""
+        encoder = self.encoder()
+        buffer = bytearray()
+        for obj in objs:
+            start = len(buffer)
+            buffer.extend(b"\0\0\0\0")
+            encoder.encode_into(obj, buffer, -1)
+            buffer[start : start + 4] = (len(buffer) - start - 4).to_bytes(4, "big")
+        return bytes(buffer)
+
+    def decode_frames(self, data: bytes | bytearray | memoryview) -> list[T]:
+        """All messages of a complete length-prefixed stream."""
+        frames = _LengthPrefixed(self._max_frame_size, self)
+        out = [self.decode(frame) for frame in frames.feed(data)]
+        if frames.pending:
+            raise FrameDecodeError(
+                f"invalid {self.type_name} stream: {frames.pending} bytes of an incomplete frame at the end",
+                type_name=self.type_name,
+                path=None,
+                tag=None,
+                size=len(data),
+            )
+        return out
+
+    def iter_frames(self, chunks: Iterable[bytes | bytearray | memoryview]) -> Iterator[T]:
+        """Decode a length-prefixed stream arriving in chunks of any size."""
+        frames = _LengthPrefixed(self._max_frame_size, self)
+        for chunk in chunks:
+            for frame in frames.feed(chunk):
+                yield self.decode(frame)
+        if frames.pending:
+            raise FrameDecodeError(
+                f"invalid {self.type_name} stream: it ended inside a frame",
+                type_name=self.type_name,
+                path=None,
+                tag=None,
+                size=frames.pending,
+            )
+
+
+class _LengthPrefixed:
+    """Splits a byte stream into 4-byte-length-prefixed frames."""
+
+    def __init__(self, max_frame_size: int, codec: _CodecBase[Any]) -> None:
+        self._buffer = bytearray()
+        self._max = max_frame_size
+        self._codec = codec
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> list[bytes]:
+        buffer = self._buffer
+        buffer.extend(chunk)
+        frames: list[bytes] = []
+        pos = 0
+        while len(buffer) - pos >= 4:
+            size = int.from_bytes(buffer[pos : pos + 4], "big")
+            if size > self._max:
+                raise self._codec._too_large(_Sized(size))
+            if len(buffer) - pos - 4 < size:
+                break
+            frames.append(bytes(buffer[pos + 4 : pos + 4 + size]))
+            pos += 4 + size
+        del buffer[:pos]
+        return frames
+
+
+class _Sized:
+    """Stands for a frame announced larger than allowed, without reading it."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
+
+
+class FrameWriter:
+    """Encodes frames into one reused buffer: no allocation per frame.
+
+    Each ``json``/``sse`` call returns the writer's own ``bytearray`` holding exactly the
+    frame; it is overwritten by the next call on the same writer, so send it (or copy it)
+    before encoding the next one, and do not keep a ``memoryview`` of it across calls (a
+    live view would stop the buffer from resizing). A writer is for one thread or connection
+    at a time.
+    """
+
+    __slots__ = ("_buffer", "_encoder")
+
+    def __init__(self, initial_size: int = 512) -> None:
+        self._encoder = msgspec.json.Encoder()
+        self._buffer = bytearray(initial_size)
+
+    def json(self, obj: Any) -> bytearray:
+        """``obj`` as one JSON frame (in the reused buffer)."""
+        buffer = self._buffer
+        self._encoder.encode_into(obj, buffer)
+        return buffer
+
+    def sse(self, obj: Any, event: str | None = None) -> bytearray:
+        """``obj`` as one Server-Sent Events frame (``data: <json>\\n\\n``, in the reused buffer)."""
+        buffer = self._buffer
+        _write_sse(self._encoder, buffer, obj, event)
+        return buffer
+
+
+# ------------------------------------------------------------------------- server-sent events
+
+_SSE_DATA = b"data: "
+
+
+def _check_event_name(event: str) -> bytes:
+    if "\n" in event or "\r" in event:
+        raise ValueError("an SSE event name cannot contain line breaks")
+    return f"event: {event}\n".encode()
+
+
+def _write_sse(encoder: msgspec.json.Encoder, buffer: bytearray, obj: Any, event: str | None) -> None:
+    if event is None:
+        buffer[:] = _SSE_DATA
+    else:
+        buffer[:] = _check_event_name(event)
+        buffer.extend(_SSE_DATA)
+    # msgspec escapes control characters inside strings, so the JSON is one line.
+    encoder.encode_into(obj, buffer, -1)
+    buffer.extend(b"\n\n")
+
+
+_sse_local = threading.local()
+
+
+def sse_frame(obj: Any, event: str | None = None) -> bytes:
+    """``obj`` as one Server-Sent Events frame: ``[event: <name>\\n]data: <json>\\n\\n``."""
+    try:
+        encoder, buffer = _sse_local.state
+    except AttributeError:
+        encoder, buffer = _sse_local.state = (msgspec.json.Encoder(), bytearray(256))
+    _write_sse(encoder, buffer, obj, event)
+    return bytes(buffer)
+
+
+class SSEEvent(msgspec.Struct, frozen=True, gc=False):
+    """One dispatched Server-Sent Event."""
+
+    data: str
+    event: str = "message"
+    id: str | None = None
+    retry: int | None = None
+
+
+class SSEParser:
+    """Incremental parser for a ``text/event-stream`` (the WHATWG rules).
+
+    Feed chunks of any size (bytes or str); ``feed`` returns the events completed by that
+    chunk. Handles ``\\n``, ``\\r\\n`` and ``\\r`` line ends (also split across chunks),
+    multi-line ``data``, comments (``:`` lines), ``event``, ``id`` and ``retry`` fields, a
+    leading byte-order mark, and UTF-8 sequences split across chunks. ``max_event_size``
+    bounds the characters buffered for one event. Invalid UTF-8 raises ``FrameDecodeError``
+    unless ``errors="replace"`` (the browsers' behaviour) is asked for.
+    """
+
+    def __init__(self, max_event_size: int = DEFAULT_MAX_FRAME_SIZE, errors: str = "strict") -> None:
+        import codecs
+
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors)
+        self._pending = ""  # text after the last complete line
+        self._skip_lf = False  # last chunk ended in \r: a following \n belongs to it
+        self._first = True
+        self._data: list[str] = []
+        self._data_size = 0
+        self._event = ""
+        self._last_id: str | None = None
+        self._retry: int | None = None
+        self._max = max_event_size
+
+    @property
+    def last_event_id(self) -> str | None:
+        return self._last_id
+
+    def feed(self, chunk: bytes | bytearray | memoryview | str) -> list[SSEEvent]:
+        if isinstance(chunk, str):
+            text = chunk
+        else:
+            try:
+                text = self._decoder.decode(bytes(chunk))
+            except UnicodeDecodeError as exc:
+                raise FrameDecodeError(
+                    f"invalid event stream: {exc}",
+                    type_name="text/event-stream",
+                    path=None,
+                    tag=None,
+                    size=len(chunk),
+                ) from None
+        if self._first and text:
+            if text.startswith("\ufeff"):
+                text = text[1:]
+            self._first = False
+        if self._skip_lf and text:
+            if text.startswith("\n"):
+                text = text[1:]
+            self._skip_lf = False
+        text = self._pending + text
+        events: list[SSEEvent] = []
+        start = 0
+        length = len(text)
+        while True:
+            cr = text.find("\r", start)
+            lf = text.find("\n", start)
+            if cr == -1 and lf == -1:
+                break
+            if cr == -1 or (lf != -1 and lf < cr):
+                end, nxt = lf, lf + 1
+            elif cr + 1 < length:
+                end, nxt = cr, cr + 2 if text[cr + 1] == "\n" else cr + 1
+            else:  # \r at the very end: maybe half of a \r\n
+                end, nxt = cr, cr + 1
+                self._skip_lf = True
+            self._line(text[start:end], events)
+            start = nxt
+        self._pending = text[start:]
+        if len(self._pending) + self._data_size > self._max:
+            size = len(self._pending) + self._data_size
+            self._reset_event()
+            self._pending = ""
+            raise FrameDecodeError(
+                f"invalid event stream: an event exceeds max_event_size={self._max}",
+                type_name="text/event-stream",
+                path=None,
+                tag=None,
+                size=size,
+            )
+        return events
+
+    def close(self) -> list[SSEEvent]:
+        """End of stream: an incomplete last event is discarded (as the WHATWG rules say)."""
+        self._pending = ""
+        self._reset_event()
+        return []
+
+    def _reset_event(self) -> None:
+        self._data = []
+        self._data_size = 0
+        self._event = ""
+
+    def _line(self, line: str, events: list[SSEEvent]) -> None:
+        if not line:
+            if self._data:
+                events.append(
+                    SSEEvent(
+                        data="\n".join(self._data),
+                        event=self._event or "message",
+                        id=self._last_id,
+                        retry=self._retry,
+                    )
+                )
+            self._reset_event()
+            return
+        if line.startswith(":"):
+            return
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+            self._data_size += len(value) + 1
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\0" not in value:
+                self._last_id = value
+        elif name == "retry" and value.isdigit() and value.isascii():
+            self._retry = int(value)
+
+
+# ------------------------------------------------------------------------- prebuilt instances
+
+worker_request: JsonCodec[inference.WorkerRequest] = JsonCodec(inference.WorkerRequest)
+worker_response: JsonCodec[inference.WorkerResponse] = JsonCodec(inference.WorkerResponse)
+any_task: JsonCodec[protocol.AnyTask] = JsonCodec(protocol.AnyTask)
+any_interaction: JsonCodec[protocol.AnyInteraction] = JsonCodec(protocol.AnyInteraction)
+
+worker_request_msgpack: MsgpackCodec[inference.WorkerRequest] = MsgpackCodec(inference.WorkerRequest)
+worker_response_msgpack: MsgpackCodec[inference.WorkerResponse] = MsgpackCodec(inference.WorkerResponse)
+any_task_msgpack: MsgpackCodec[protocol.AnyTask] = MsgpackCodec(protocol.AnyTask)
+any_interaction_msgpack: MsgpackCodec[protocol.AnyInteraction] = MsgpackCodec(protocol.AnyInteraction)
+
+worker_response_envelope: JsonCodec[WorkerResponseEnvelope] = JsonCodec(WorkerResponseEnvelope)
+worker_request_envelope: JsonCodec[WorkerRequestEnvelope] = JsonCodec(WorkerRequestEnvelope)
+
+peek_worker_response = worker_response_envelope.decode
+"""Tag and ``request_id`` of a worker frame, without decoding the rest (for relays).
+
+Rejects what a full decode would reject at the envelope level (unknown or missing tag, a
+non-string ``request_id``, malformed JSON); the rest of the frame is only checked to be JSON.
+"""
+
+peek_worker_request = worker_request_envelope.decode
+"""Tag and ``id`` of a server frame, without decoding the rest (for relays)."""
