@@ -9,10 +9,12 @@ PYTEST_FLAGS ?=
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard package-lock.json)
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,pydantic,hardware]'
+	@# The backend mock server (prism) for the API client tests, into ./node_modules.
+	@if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; fi
 	touch $(STAMP)
 
 lint: install
@@ -27,6 +29,10 @@ test: install lint typecheck
 
 bench: install
 	$(BIN)/python -m benchmarks.report --quick
+
+# Regenerate the Pydantic views in compat/oasst_compat from the structs.
+compat: install
+	$(BIN)/python -m oasst_compat._generate
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks
