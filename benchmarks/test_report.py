@@ -1,0 +1,34 @@
+"""The report's arithmetic, on synthetic medians (no timing)."""
+
+from __future__ import annotations
+
+from benchmarks.report import Row, goals, table
+
+
+def rows() -> list[Row]:
+    return [
+        Row("TokenResponse", "decode", "struct", 200e-9),
+        Row("TokenResponse", "decode", "orjson", 400e-9),
+        Row("TokenResponse", "decode", "view", 1000e-9),
+        Row("TokenResponse", "relay", "struct", 500e-9),
+        Row("TokenResponse", "relay", "struct-peek", 100e-9),
+    ]
+
+
+def test_table_ratios() -> None:
+    text, records = table(rows())
+    decode = next(r for r in records if r["op"] == "decode")
+    assert decode["struct_over_orjson"] == 0.5
+    assert decode["view_over_struct"] == 5.0
+    assert "| TokenResponse | decode | 200 ns | 0.50x | 5.0x | 400 ns |" in text
+
+
+def test_goals_met_and_missed() -> None:
+    text, records = goals(rows(), {"import / msgspec": (1.6, 1.5, "le")})
+    by_goal = {r["goal"]: r for r in records}
+    assert by_goal["token decode / orjson.loads"]["met"] == "yes"  # 0.5 <= 0.75
+    assert by_goal["token decode: view / struct"]["met"] == "yes"  # 5.0 >= 3
+    assert by_goal["relay: decode+encode / peek+forward"]["ratio"] == 5.0
+    assert by_goal["WorkRequest decode / orjson.loads"]["met"] == "not measured"
+    assert by_goal["import / msgspec"]["met"] == "no"
+    assert "| import / msgspec | 1.60x | <= 1.5x | no |" in text
