@@ -1,0 +1,370 @@
+"""The ``oasst-shared`` command line (also ``python -m oasst_shared``).
+
+``validate`` checks captured JSON / NDJSON messages against a message type, ``schema`` exports
+JSON Schema or OpenAPI components, ``types`` lists the message type names, ``bench`` runs the
+benchmark report of a source checkout. Exit status: 0 success (all messages valid), 1 invalid
+messages, 2 usage errors (unknown type, unreadable file, bad option, bench unavailable).
+
+Heavy modules (the schemas, msgspec) are imported by the command that needs them, so that
+``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Final
+
+from oasst_shared import __version__
+
+if TYPE_CHECKING:
+    from oasst_shared.cli.validate import MessageValidator
+
+__all__ = ["CliError", "build_parser", "main"]
+
+PROG: Final = "oasst-shared"
+JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
+USAGE_ERROR: Final = 2
+
+
+class CliError(Exception):
+    """An error the command reports on one line of stderr, exiting with ``status``."""
+
+    def __init__(self, message: str, status: int = USAGE_ERROR) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _resolve(name: str) -> Any:
+    from oasst_shared.schemas.json_schema import UnknownMessageTypeError, resolve_message_type
+
+    try:
+        return resolve_message_type(name)
+    except UnknownMessageTypeError as exc:
+        raise CliError(f"{exc}; `{PROG} types` lists the valid names") from None
+
+
+def _write_json(document: Any) -> None:
+    import msgspec
+
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(document), indent=2).decode() + "\n")
+
+
+def _open_input(path: str) -> tuple[str, IO[bytes], int | None, bool]:
+    """``(name for messages, binary stream, size if a regular file, close when done)``."""
+    from oasst_shared.cli.validate import CHUNK_SIZE
+
+    if path == "-":
+        if sys.stdin is None:
+            raise CliError("no standard input to read")
+        stream: IO[bytes] = sys.stdin.buffer
+        name, close = "<stdin>", False
+    else:
+        try:
+            stream = open(path, "rb", buffering=CHUNK_SIZE)  # noqa: SIM115 - closed by the caller
+        except OSError as exc:
+            raise CliError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+        name, close = path, True
+    try:
+        info = os.fstat(stream.fileno())
+        size = info.st_size if stat.S_ISREG(info.st_mode) else None
+    except (OSError, ValueError):  # no file descriptor (an in-memory stream)
+        size = None
+    return name, stream, size, close
+
+
+# --------------------------------------------------------------------------------- validate
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from oasst_shared.cli.progress import Progress
+    from oasst_shared.cli.validate import UNKNOWN, InvalidMessage, MessageValidator, read_line_batches
+
+    message_type = _resolve(args.type)
+    if args.max_errors is not None and args.max_errors < 0:
+        raise CliError("--max-errors must be >= 0")
+    source, stream, size, close = _open_input(args.file)
+    out = sys.stdout
+    progress = Progress(sys.stderr, size, enabled=sys.stderr.isatty())
+    shown = 0
+
+    def on_invalid(error: InvalidMessage) -> None:
+        nonlocal shown
+        if args.max_errors is not None and shown >= args.max_errors:
+            return
+        shown += 1
+        progress.clear()
+        what = "message" if error.label == UNKNOWN else error.label
+        out.write(f"{source}:{error.line}: invalid {what} at {error.path}: {error.message}\n")
+
+    validator = MessageValidator(message_type, on_invalid)
+    interrupted = False
+    try:
+        for lines, done in read_line_batches(stream):
+            validator.feed(lines)
+            progress.update(done, validator.messages)
+        validator.finish()
+    except OSError as exc:
+        progress.clear()
+        raise CliError(f"cannot read {source!r}: {exc.strerror or exc}") from None
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        progress.clear()
+        if close:
+            stream.close()
+
+    hidden = validator.invalid_count - shown
+    if hidden:
+        out.write(f"{source}: {hidden} more invalid messages not shown (--max-errors {args.max_errors})\n")
+    out.write(_summary(source, validator, interrupted) + "\n")
+    out.flush()
+    if interrupted:
+        return 130
+    return 0 if validator.invalid_count == 0 else 1
+
+
+def _summary(source: str, validator: MessageValidator, interrupted: bool) -> str:
+    from oasst_shared.cli.validate import UNKNOWN
+
+    valid, invalid = validator.valid, validator.invalid
+    parts = []
+    for label in [*validator.labels, UNKNOWN]:
+        counts = []
+        if valid.get(label):
+            counts.append(f"{valid[label]} valid")
+        if invalid.get(label):
+            counts.append(f"{invalid[label]} invalid")
+        if counts:
+            parts.append(f"{label}: {', '.join(counts)}")
+    n_valid, n_invalid = sum(valid.values()), sum(invalid.values())
+    total = n_valid + n_invalid
+    messages = f"{total} message{'' if total == 1 else 's'}"
+    head = f"summary: {messages} in {source}, {n_valid} valid, {n_invalid} invalid"
+    if interrupted:
+        head += " (interrupted)"
+    return "; ".join([head, *parts])
+
+
+# ----------------------------------------------------------------------------- schema, types
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from oasst_shared.schemas import json_schema as js
+
+    selected = [_resolve(name) for name in args.types] or None
+    if args.openapi:
+        _write_json(
+            {
+                "openapi": "3.1.0",
+                "info": {"title": "oasst-shared messages", "version": __version__},
+                "components": js.openapi_components(selected),
+            }
+        )
+    elif selected is not None and len(selected) == 1:
+        _write_json({"$schema": JSON_SCHEMA_DIALECT, **js.json_schema(selected[0])})
+    else:
+        _write_json({"$schema": JSON_SCHEMA_DIALECT, "$defs": js.schema_definitions(selected)})
+    return 0
+
+
+def _cmd_types(args: argparse.Namespace) -> int:
+    from oasst_shared.schemas.json_schema import message_types
+
+    sys.stdout.write("".join(f"{name}\n" for name in message_types()))
+    return 0
+
+
+# ------------------------------------------------------------------------------------ bench
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    root = Path(__file__).resolve().parent.parent.parent
+    report = root / "benchmarks" / "report.py"
+    if not report.is_file():
+        raise CliError(
+            "the benchmark suite is not available: `bench` runs benchmarks/ of a source checkout "
+            "(clone the repository, then `make bench` or `.venv/bin/oasst-shared bench`)"
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        module = importlib.import_module("benchmarks.report")
+    except ImportError as exc:
+        raise CliError(
+            f"cannot load the benchmark suite ({exc}); install the dev extras: `make install`"
+        ) from None
+    if Path(getattr(module, "__file__", "") or "").resolve() != report.resolve():
+        raise CliError(f"`benchmarks.report` resolves to {module.__file__}, not to {report}")
+    argv = (["--quick"] if args.quick else []) + (["--json", args.json] if args.json else [])
+    return int(module.main([*argv, *args.extra]))
+
+
+# ----------------------------------------------------------------------------------- parser
+
+_MAIN_EPILOG = f"""\
+examples:
+  {PROG} validate inference.WorkerResponse capture.ndjson
+  {PROG} schema inference.TokenResponse
+  {PROG} schema --openapi > components.json
+  {PROG} types
+  {PROG} bench --quick
+
+exit status: 0 success, 1 invalid messages, 2 usage error
+"""
+
+_VALIDATE_EPILOG = f"""\
+Input is NDJSON (one message per line, blank lines skipped), or one pretty-printed JSON
+document (when the first line is not a complete JSON value; up to 32 MiB). It is streamed:
+memory stays constant whatever the size.
+
+Each invalid message is reported on stdout, and the run goes on to the end:
+  FILE:LINE: invalid TYPE at $.PATH: MESSAGE
+(TYPE is the member a union's tag names, or "message" when the tag is unreadable), then one
+summary line with valid / invalid counts per type ("unknown" for unreadable tags). Progress
+(large input, stderr on a terminal) and errors of the command itself go to stderr.
+
+TYPE is a dotted name (`{PROG} types` lists them): a message struct or one of the unions
+protocol.AnyTask, protocol.AnyInteraction, inference.WorkerRequest, inference.WorkerResponse.
+A bare name (TokenResponse) works when one module defines it.
+
+examples:
+  {PROG} validate inference.WorkerResponse ws-capture.ndjson
+  redis-cli --raw LRANGE q 0 -1 | {PROG} validate inference.WorkerResponse -
+  {PROG} validate protocol.AnyTask task.json --max-errors 20
+
+exit status: 0 all messages valid, 1 some invalid, 2 usage error
+"""
+
+_SCHEMA_EPILOG = f"""\
+With one TYPE: its JSON Schema (2020-12), components under $defs. With several or none (all
+message types): a document whose $defs hold every component, unions under their alias
+(AnyTask, WorkerResponse, ...). With --openapi: an OpenAPI 3.1 document whose
+components.schemas hold them, referenced as #/components/schemas/NAME.
+
+Property names and required sets follow the reference's schemas; a tag (type, request_type,
+response_type) is an optional property with its value as default. Documented deviations are
+listed in oasst_shared.schemas.json_schema.
+
+examples:
+  {PROG} schema inference.WorkerResponse
+  {PROG} schema protocol.TaskRequest protocol.AnyTask
+  {PROG} schema --openapi > oasst-components.json
+"""
+
+_TYPES_EPILOG = f"""\
+examples:
+  {PROG} types
+  {PROG} types | grep Response
+"""
+
+_BENCH_EPILOG = f"""\
+Runs benchmarks.report from a source checkout (the benchmark suite is not installed with the
+package): ratios against the Pydantic views and the orjson floor, measured in one run. Other
+options are passed on to it (`python -m benchmarks.report --help` lists them).
+
+examples:
+  {PROG} bench --quick
+  {PROG} bench --json results.json
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``oasst-shared`` and its commands."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Open-Assistant shared messages: validate captures, export schemas, benchmark.",
+        epilog=_MAIN_EPILOG,
+        formatter_class=formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    validate = commands.add_parser(
+        "validate",
+        help="validate JSON / NDJSON messages against a message type",
+        description="Validate JSON or NDJSON messages (a capture, a file, stdin) against a message type.",
+        epilog=_VALIDATE_EPILOG,
+        formatter_class=formatter,
+    )
+    validate.add_argument("type", metavar="TYPE", help="message type, e.g. inference.WorkerResponse")
+    validate.add_argument(
+        "file", metavar="FILE", nargs="?", default="-", help="input file, or - for stdin (default)"
+    )
+    validate.add_argument(
+        "--max-errors",
+        metavar="N",
+        type=int,
+        default=None,
+        help="report at most N invalid messages in detail (all are counted); default: all",
+    )
+    validate.set_defaults(handler=_cmd_validate)
+
+    schema = commands.add_parser(
+        "schema",
+        help="print the JSON Schema (or OpenAPI components) of message types",
+        description="Print the JSON Schema of message types (all when none is named).",
+        epilog=_SCHEMA_EPILOG,
+        formatter_class=formatter,
+    )
+    schema.add_argument("types", metavar="TYPE", nargs="*", help="message types (default: all)")
+    schema.add_argument(
+        "--openapi", action="store_true", help="print an OpenAPI 3.1 document with the components"
+    )
+    schema.set_defaults(handler=_cmd_schema)
+
+    types = commands.add_parser(
+        "types",
+        help="list the message type names",
+        description="List the message type names that validate and schema accept, one per line.",
+        epilog=_TYPES_EPILOG,
+        formatter_class=formatter,
+    )
+    types.set_defaults(handler=_cmd_types)
+
+    bench = commands.add_parser(
+        "bench",
+        help="run the benchmark report (source checkout only)",
+        description="Run the benchmark report of a source checkout and print its table.",
+        epilog=_BENCH_EPILOG,
+        formatter_class=formatter,
+    )
+    bench.add_argument("--quick", action="store_true", help="fewer rounds: a fast, rougher table")
+    bench.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON to FILE")
+    bench.set_defaults(handler=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "handler", None) is not _cmd_bench:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return USAGE_ERROR
+    try:
+        return int(handler(args))
+    except CliError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return exc.status
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, without a second error at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,315 @@
+"""Validating a stream of JSON messages (NDJSON, or one document) against a message type.
+
+The engine behind ``oasst-shared validate``; it reports through callbacks and never prints.
+
+Input framing:
+
+* **NDJSON** (the default): one message per line, as a websocket or Redis capture is written.
+  Blank lines are skipped, ``\\r\\n`` endings and a leading UTF-8 byte-order mark are accepted.
+* **One pretty-printed document**: when the first non-blank line is not a complete JSON value
+  on its own, the lines are collected (up to ``MAX_DOCUMENT_BYTES``) and decoded as one
+  document, reported at that first line. If they do not form one JSON document either, or
+  exceed the limit, they are validated line by line after all.
+
+The input is read in binary chunks (``read1``) and split on ``\\n``: memory stays constant
+whatever the input's size (a single line is held whole, since msgspec decodes a whole
+document). One prebuilt ``msgspec.json.Decoder`` decodes every line. Any failure decoding a
+line, including invalid UTF-8 and nesting too deep for the interpreter's recursion limit, is
+an invalid message: the run always goes on to the end of the input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from collections.abc import Callable, Iterator
+from typing import IO, Any, Final
+
+import msgspec
+
+from oasst_shared.schemas.base import decode_error_from_recursion
+from oasst_shared.schemas.json_schema import UnknownMessageTypeError, is_union, message_type_name
+
+__all__ = [
+    "CHUNK_SIZE",
+    "MAX_DOCUMENT_BYTES",
+    "UNKNOWN",
+    "InvalidMessage",
+    "MessageValidator",
+    "read_line_batches",
+]
+
+CHUNK_SIZE: Final = 1 << 20
+"""Bytes asked of the stream per read."""
+
+MAX_DOCUMENT_BYTES: Final = 32 << 20
+"""Largest multi-line (pretty-printed) document collected before falling back to NDJSON."""
+
+UNKNOWN: Final = "unknown"
+"""The label of an invalid message of a union whose tag is missing or not a member's."""
+
+_BOM: Final = b"\xef\xbb\xbf"
+# msgspec ends a message with " - at `$.a.b[0]`", or " - at `key` in `$.a`" for a mapping's key.
+_PATH_SUFFIX: Final = re.compile(r" - at (?P<key>`key` in )?`(?P<path>\$[^`]*)`\Z")
+
+
+@dataclasses.dataclass(frozen=True)
+class InvalidMessage:
+    """One message that failed to decode."""
+
+    line: int
+    """1-based line number (of the document's first line, for a multi-line document)."""
+    label: str
+    """The message's type name (the member a union's tag names) or ``UNKNOWN``."""
+    path: str
+    """Where in the message, as msgspec writes it (``$.metrics.cpu_usage``); ``$`` for the whole."""
+    message: str
+    """What is wrong, on one line."""
+
+
+def read_line_batches(stream: IO[bytes], chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[list[bytes], int]]:
+    """Yield ``(lines, bytes_read_so_far)``: the complete lines of each chunk, without ``\\n``.
+
+    Reads with ``read1`` when the stream has it (a buffered stream: whatever is available, so a
+    live pipe is validated as it arrives), else ``read``. A last line without a final newline
+    is yielded at the end of the input. A line longer than a chunk is assembled from its pieces
+    (each piece copied once).
+    """
+    read: Callable[[int], bytes] = getattr(stream, "read1", stream.read)
+    pending: list[bytes] = []
+    total = 0
+    while True:
+        chunk = read(chunk_size)
+        if not chunk:
+            break
+        total += len(chunk)
+        lines = chunk.split(b"\n")
+        if len(lines) == 1:
+            pending.append(chunk)
+            yield [], total
+            continue
+        if pending:
+            pending.append(lines[0])
+            lines[0] = b"".join(pending)
+            pending = []
+        last = lines.pop()
+        if last:
+            pending.append(last)
+        yield lines, total
+    if pending:
+        yield [b"".join(pending)], total
+
+
+def _describe(exc: BaseException, line: bytes, type_name: str) -> tuple[str, str]:
+    """``(path, message)`` for an exception raised decoding ``line``."""
+    if isinstance(exc, msgspec.DecodeError):
+        text = str(exc)
+        found = _PATH_SUFFIX.search(text)
+        if found is None:
+            return "$", text
+        message = text[: found.start()]
+        return found["path"], f"{message} (in a key)" if found["key"] else message
+    if isinstance(exc, UnicodeDecodeError):
+        offset = line.find(exc.object) if isinstance(exc.object, bytes) else -1
+        where = f" (byte {offset + exc.start})" if offset >= 0 else ""
+        return "$", f"Invalid UTF-8: {exc.reason}{where}"
+    if isinstance(exc, RecursionError):
+        return "$", str(decode_error_from_recursion(type_name))
+    return "$", f"{type(exc).__name__}: {exc}"
+
+
+class MessageValidator:
+    """Validates lines against one message type, counting valid and invalid messages per type.
+
+    ``feed(lines)`` takes consecutive lines (without ``\\n``), ``finish()`` ends the input. Each
+    invalid message is passed to ``on_invalid`` as it is found (a multi-line document's only
+    when it is complete).
+    """
+
+    def __init__(
+        self,
+        message_type: Any,
+        on_invalid: Callable[[InvalidMessage], None],
+        max_document_bytes: int = MAX_DOCUMENT_BYTES,
+    ) -> None:
+        self._type = message_type
+        self._decode = msgspec.json.Decoder(message_type).decode
+        self._on_invalid = on_invalid
+        self._max_document_bytes = max_document_bytes
+        self.type_name: str = _type_name(message_type)
+        self.labels: list[str] = _member_names(message_type)
+        self._valid: dict[type, int] = {}
+        self.invalid: dict[str, int] = {}
+        self._lineno = 0
+        self._state = "start"  # -> "ndjson", or "collect" (a multi-line document) -> "ndjson"
+        self._collected: list[bytes] = []
+        self._collected_bytes = 0
+        self._collect_start = 0
+        self._tag_probe: msgspec.json.Decoder[Any] | None = None
+        self._tag_field = ""
+        self._tag_labels: dict[Any, str] = {}
+        self._setup_tag_probe()
+
+    # ------------------------------------------------------------------------------ results
+
+    @property
+    def valid(self) -> dict[str, int]:
+        """Valid messages per type name."""
+        return {cls.__name__: n for cls, n in self._valid.items()}
+
+    @property
+    def messages(self) -> int:
+        """Messages seen so far (valid and invalid)."""
+        return sum(self._valid.values()) + sum(self.invalid.values())
+
+    @property
+    def invalid_count(self) -> int:
+        return sum(self.invalid.values())
+
+    # -------------------------------------------------------------------------------- input
+
+    def feed(self, lines: list[bytes]) -> None:
+        """Validate the next lines of the input."""
+        if self._state == "ndjson":
+            self._validate_lines(lines, self._lineno + 1)
+        elif self._state == "start":
+            self._feed_start(lines)
+        else:
+            self._feed_collect(lines)
+        self._lineno += len(lines)
+
+    def finish(self) -> None:
+        """The input has ended: decide a pending multi-line document."""
+        if self._state != "collect":
+            return
+        self._state = "ndjson"
+        document = b"\n".join(self._collected)
+        try:
+            obj = self._decode(document)
+        except msgspec.ValidationError as exc:
+            self._report(self._collect_start, document, exc)
+        except Exception:  # not one document after all: report line by line
+            self._replay_collected()
+        else:
+            self._count_valid(obj)
+        self._collected = []
+
+    # -------------------------------------------------------------------------------- states
+
+    def _feed_start(self, lines: list[bytes]) -> None:
+        if self._lineno == 0 and lines and lines[0].startswith(_BOM):
+            lines[0] = lines[0][len(_BOM) :]
+        for index, line in enumerate(lines):
+            if not line or line.isspace():
+                continue
+            first = self._lineno + index + 1
+            if self._is_incomplete_json(line):
+                self._state = "collect"
+                self._collect_start = first
+                self._collected = []
+                self._collected_bytes = 0
+                self._feed_collect(lines[index:])
+            else:
+                self._state = "ndjson"
+                self._validate_lines(lines[index:], first)
+            return
+
+    def _is_incomplete_json(self, line: bytes) -> bool:
+        """True if ``line`` is not a complete JSON value (a syntax error, not a type mismatch)."""
+        try:
+            self._decode(line)
+        except msgspec.ValidationError:
+            return False
+        except msgspec.DecodeError:
+            return True
+        except Exception:
+            return False
+        return False
+
+    def _feed_collect(self, lines: list[bytes]) -> None:
+        self._collected.extend(lines)
+        self._collected_bytes += sum(map(len, lines)) + len(lines)
+        if self._collected_bytes > self._max_document_bytes:
+            self._state = "ndjson"
+            self._replay_collected()
+            self._collected = []
+
+    def _replay_collected(self) -> None:
+        self._validate_lines(self._collected, self._collect_start)
+
+    # ------------------------------------------------------------------------------ hot path
+
+    def _validate_lines(self, lines: list[bytes], first_lineno: int) -> None:
+        decode = self._decode
+        valid = self._valid
+        lineno = first_lineno - 1
+        for line in lines:
+            lineno += 1
+            if not line or line.isspace():
+                continue
+            try:
+                obj = decode(line)
+            except Exception as exc:  # any failure is an invalid message; RecursionError included
+                self._report(lineno, line, exc)
+                continue
+            cls = type(obj)
+            valid[cls] = valid.get(cls, 0) + 1
+
+    def _count_valid(self, obj: Any) -> None:
+        cls = type(obj)
+        self._valid[cls] = self._valid.get(cls, 0) + 1
+
+    # ---------------------------------------------------------------------------- reporting
+
+    def _report(self, lineno: int, line: bytes, exc: BaseException) -> None:
+        label = self._label_of_invalid(line)
+        self.invalid[label] = self.invalid.get(label, 0) + 1
+        path, message = _describe(exc, line, label if label != UNKNOWN else self.type_name)
+        self._on_invalid(InvalidMessage(lineno, label, path, " ".join(message.split())))
+
+    def _setup_tag_probe(self) -> None:
+        if not is_union(self._type):
+            return
+        members = typing.get_args(self._type)
+        infos = [msgspec.inspect.type_info(m) for m in members]
+        tag_fields = {
+            info.tag_field if isinstance(info, msgspec.inspect.StructType) else None for info in infos
+        }
+        tag_field = tag_fields.pop()
+        if tag_fields or tag_field is None:  # members tagged on different fields, or untagged
+            return
+        probe = msgspec.defstruct("_TagProbe", [(tag_field, Any, None)])
+        self._tag_probe = msgspec.json.Decoder(probe)
+        self._tag_field = tag_field
+        for member, info in zip(members, infos, strict=True):
+            if isinstance(info, msgspec.inspect.StructType):
+                self._tag_labels[info.tag] = member.__name__
+
+    def _label_of_invalid(self, line: bytes) -> str:
+        """The type an invalid message claims to be: its tag's member for a union."""
+        if not is_union(self._type):
+            return self.type_name
+        if self._tag_probe is None:
+            return UNKNOWN
+        try:
+            tag = getattr(self._tag_probe.decode(line), self._tag_field)
+            return self._tag_labels.get(tag, UNKNOWN)
+        except Exception:  # unreadable (malformed, unhashable tag, too deep): unknown
+            return UNKNOWN
+
+
+def _type_name(message_type: Any) -> str:
+    if is_union(message_type):
+        try:
+            return message_type_name(message_type).rpartition(".")[2]
+        except UnknownMessageTypeError:
+            return " | ".join(m.__name__ for m in typing.get_args(message_type))
+    return str(message_type.__name__)
+
+
+def _member_names(message_type: Any) -> list[str]:
+    """The type names a summary lists, in declaration order."""
+    if is_union(message_type):
+        return [m.__name__ for m in typing.get_args(message_type)]
+    return [str(message_type.__name__)]
