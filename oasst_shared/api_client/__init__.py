@@ -1,0 +1,62 @@
+"""The async client of the Open-Assistant backend API (httpx + anyio: asyncio or trio).
+
+::
+
+    from oasst_shared.api_client import OasstApiClient
+    from oasst_shared.schemas import protocol
+
+    async with OasstApiClient("http://localhost:8080", api_key) as client:
+        task = await client.fetch_random_task(user=user)
+        if isinstance(task, protocol.InitialPromptTask):
+            ...
+
+Errors are ``OasstError`` subclasses (see ``_errors`` for the tree): the backend's own error
+answers keep their ``message`` and ``error_code``; anything unreadable becomes
+``GENERIC_ERROR`` with the status and a short excerpt of the body; connection failures and
+timeouts are ``OasstApiConnectionError`` / ``OasstApiTimeoutError`` naming the request.
+
+Logging goes to the ``oasst_shared.api_client`` logger: retries at INFO (method, path, cause,
+wait), answers at DEBUG (status and size). Neither the API key nor any body is logged.
+"""
+
+from oasst_shared.api_client._base import encode_body
+from oasst_shared.api_client._client import OasstApiClient, UserRef
+from oasst_shared.api_client._errors import (
+    OasstApiAuthError,
+    OasstApiConnectionError,
+    OasstApiError,
+    OasstApiNotFoundError,
+    OasstApiRateLimitError,
+    OasstApiResponseError,
+    OasstApiServerError,
+    OasstApiStatusError,
+    OasstApiTimeoutError,
+    OasstApiValidationError,
+)
+from oasst_shared.api_client._models import CreateApiClientRequest, UserStatsTimeFrame, ValidLabelsResponse
+from oasst_shared.api_client._retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
+from oasst_shared.exceptions import OasstError, OasstErrorCode
+
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "CreateApiClientRequest",
+    "OasstApiAuthError",
+    "OasstApiClient",
+    "OasstApiConnectionError",
+    "OasstApiError",
+    "OasstApiNotFoundError",
+    "OasstApiRateLimitError",
+    "OasstApiResponseError",
+    "OasstApiServerError",
+    "OasstApiStatusError",
+    "OasstApiTimeoutError",
+    "OasstApiValidationError",
+    "OasstError",
+    "OasstErrorCode",
+    "RetryPolicy",
+    "UserRef",
+    "UserStatsTimeFrame",
+    "ValidLabelsResponse",
+    "encode_body",
+    "parse_retry_after",
+]

@@ -1,0 +1,234 @@
+"""Errors raised by the API client: all are ``OasstError``\\ s, so ``except OasstError`` catches them.
+
+::
+
+    OasstError
+    └── OasstApiError                 raised by the client; knows the request (method, path)
+        ├── OasstApiStatusError       the backend answered with a non-2xx status
+        │   ├── OasstApiAuthError         401, 403 (e.g. a bad API key: error code 2)
+        │   ├── OasstApiNotFoundError     404
+        │   ├── OasstApiValidationError   422 (the backend rejected the request's shape)
+        │   ├── OasstApiRateLimitError    429
+        │   └── OasstApiServerError       5xx
+        ├── OasstApiResponseError     a 2xx answer whose body is not what the endpoint returns
+        └── OasstApiConnectionError   no (complete) answer: refused, reset, closed mid-body
+            └── OasstApiTimeoutError      no complete answer within the timeout
+
+``message``, ``error_code`` and ``http_status_code`` keep their meaning from ``OasstError``: for a
+backend error body they are the backend's. ``status_code`` is the status actually received
+(``None`` when there was no answer); ``http_status_code`` is always an ``HTTPStatus``, a close
+one when the received status is not a standard one, 503 for connection errors and 504 for
+timeouts.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from oasst_shared.exceptions import OasstError, OasstErrorCode
+
+__all__ = [
+    "OasstApiAuthError",
+    "OasstApiConnectionError",
+    "OasstApiError",
+    "OasstApiNotFoundError",
+    "OasstApiRateLimitError",
+    "OasstApiResponseError",
+    "OasstApiServerError",
+    "OasstApiStatusError",
+    "OasstApiTimeoutError",
+    "OasstApiValidationError",
+    "http_status_of",
+]
+
+
+def http_status_of(status: int) -> HTTPStatus:
+    """``HTTPStatus(status)``, or the closest standard status for a non-standard number."""
+    try:
+        return HTTPStatus(status)
+    except ValueError:
+        pass
+    if 200 <= status < 300:
+        return HTTPStatus.OK
+    if 300 <= status < 400:
+        return HTTPStatus.MULTIPLE_CHOICES
+    if 400 <= status < 500:
+        return HTTPStatus.BAD_REQUEST
+    return HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+class OasstApiError(OasstError):
+    """An error of one client request; ``method`` and ``path`` name the request."""
+
+    method: str
+    path: str
+    status_code: int | None
+    body_excerpt: str | None
+
+    def __init__(
+        self,
+        message: str,
+        error_code: OasstErrorCode = OasstErrorCode.GENERIC_ERROR,
+        http_status_code: HTTPStatus = HTTPStatus.BAD_REQUEST,
+        *,
+        method: str = "",
+        path: str = "",
+        status_code: int | None = None,
+        body_excerpt: str | None = None,
+    ) -> None:
+        # The keyword attributes live in ``__dict__``, which pickling restores after
+        # re-creating the exception from ``self.args``.
+        super().__init__(message, error_code, http_status_code)
+        self.method = method
+        self.path = path
+        self.status_code = status_code
+        self.body_excerpt = body_excerpt
+
+    @property
+    def request(self) -> str:
+        """``"METHOD /path"`` of the failed request."""
+        return f"{self.method} {self.path}".strip()
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        request = self.request
+        return f"{request}: {text}" if request else text
+
+
+class OasstApiStatusError(OasstApiError):
+    """The backend answered with a non-2xx status.
+
+    For the backend's error body (``{"message": ..., "error_code": ...}``) ``message`` and
+    ``error_code`` are the backend's; an error code this library does not know becomes
+    ``GENERIC_ERROR`` and its number is kept in ``backend_error_code`` and in the message.
+    Any other body (a 422 validation body, HTML, nothing) gives ``GENERIC_ERROR`` and a
+    message with a short excerpt of the body.
+    """
+
+    backend_error_code: int | None
+
+    def __init__(
+        self,
+        message: str,
+        error_code: OasstErrorCode = OasstErrorCode.GENERIC_ERROR,
+        http_status_code: HTTPStatus = HTTPStatus.BAD_REQUEST,
+        *,
+        method: str = "",
+        path: str = "",
+        status_code: int | None = None,
+        body_excerpt: str | None = None,
+        backend_error_code: int | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            error_code,
+            http_status_code,
+            method=method,
+            path=path,
+            status_code=status_code,
+            body_excerpt=body_excerpt,
+        )
+        self.backend_error_code = backend_error_code
+
+
+class OasstApiAuthError(OasstApiStatusError):
+    """401 or 403: the API key (or the user header / bearer token) was refused."""
+
+
+class OasstApiNotFoundError(OasstApiStatusError):
+    """404."""
+
+
+class OasstApiValidationError(OasstApiStatusError):
+    """422: the backend rejected the request's parameters or body."""
+
+
+class OasstApiRateLimitError(OasstApiStatusError):
+    """429, after the retries allowed by ``max_retries`` and the timeout."""
+
+
+class OasstApiServerError(OasstApiStatusError):
+    """A 5xx answer."""
+
+
+class OasstApiResponseError(OasstApiError):
+    """A success status with a body that is not what the endpoint returns (or no body)."""
+
+
+class OasstApiConnectionError(OasstApiError):
+    """No complete answer: connection refused, reset, closed before the body was complete.
+
+    ``request_sent`` is False when the request certainly never reached the backend (the
+    connection could not be made), so even a non-idempotent request is safe to send again.
+    """
+
+    request_sent: bool
+
+    def __init__(
+        self,
+        message: str,
+        error_code: OasstErrorCode = OasstErrorCode.GENERIC_ERROR,
+        http_status_code: HTTPStatus = HTTPStatus.SERVICE_UNAVAILABLE,
+        *,
+        method: str = "",
+        path: str = "",
+        status_code: int | None = None,
+        body_excerpt: str | None = None,
+        request_sent: bool = True,
+    ) -> None:
+        super().__init__(
+            message,
+            error_code,
+            http_status_code,
+            method=method,
+            path=path,
+            status_code=status_code,
+            body_excerpt=body_excerpt,
+        )
+        self.request_sent = request_sent
+
+
+class OasstApiTimeoutError(OasstApiConnectionError):
+    """No complete answer within the timeout (retries and waits included)."""
+
+    def __init__(
+        self,
+        message: str,
+        error_code: OasstErrorCode = OasstErrorCode.GENERIC_ERROR,
+        http_status_code: HTTPStatus = HTTPStatus.GATEWAY_TIMEOUT,
+        *,
+        method: str = "",
+        path: str = "",
+        status_code: int | None = None,
+        body_excerpt: str | None = None,
+        request_sent: bool = True,
+    ) -> None:
+        super().__init__(
+            message,
+            error_code,
+            http_status_code,
+            method=method,
+            path=path,
+            status_code=status_code,
+            body_excerpt=body_excerpt,
+            request_sent=request_sent,
+        )
+
+
+_STATUS_CLASSES: dict[int, type[OasstApiStatusError]] = {
+    401: OasstApiAuthError,
+    403: OasstApiAuthError,
+    404: OasstApiNotFoundError,
+    422: OasstApiValidationError,
+    429: OasstApiRateLimitError,
+}
+
+
+def status_error_class(status: int) -> type[OasstApiStatusError]:
+    """The error class for a non-2xx status."""
+    cls = _STATUS_CLASSES.get(status)
+    if cls is not None:
+        return cls
+    if status >= 500:
+        return OasstApiServerError
+    return OasstApiStatusError

@@ -1,0 +1,210 @@
+"""A real HTTP/1.1 server on 127.0.0.1 whose answers are scripted, for the API client's fault tests.
+
+Each connection carries one request (every answer says ``Connection: close``). The server
+records the request, then runs the next scripted action on the socket: a well-formed answer,
+or a misbehaviour (stall, drip, close mid-body). Actions wait on the server's stop event, so
+stopping the server ends a stalled action at once.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+
+
+Action = Callable[[socket.socket, threading.Event], None]
+
+
+def _head(status: int, headers: dict[str, str], reason: str | None = None) -> bytes:
+    try:
+        phrase = reason if reason is not None else HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    lines = [f"HTTP/1.1 {status} {phrase}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def respond(
+    status: int,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> Action:
+    """A complete answer."""
+
+    def action(conn: socket.socket, stop: threading.Event) -> None:
+        all_headers = {"Content-Length": str(len(body))}
+        if body:
+            all_headers["Content-Type"] = content_type
+        all_headers.update(headers or {})
+        conn.sendall(_head(status, all_headers) + body)
+
+    return action
+
+
+def respond_json(status: int, obj: Any, headers: dict[str, str] | None = None) -> Action:
+    """A complete answer with ``obj`` as its JSON body."""
+    return respond(status, json.dumps(obj).encode(), headers)
+
+
+def close_mid_body(status: int = 200, declared: int = 500, sent: bytes = b'{"id": "49') -> Action:
+    """Announce ``declared`` body bytes, send only ``sent``, then close the connection."""
+
+    def action(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(
+            _head(status, {"Content-Length": str(declared), "Content-Type": "application/json"}) + sent
+        )
+
+    return action
+
+
+def stall(seconds: float) -> Action:
+    """Read the request, answer nothing for ``seconds`` (or until the server stops), then close."""
+
+    def action(conn: socket.socket, stop: threading.Event) -> None:
+        stop.wait(seconds)
+
+    return action
+
+
+def drip(interval: float = 0.05) -> Action:
+    """Send the head of an answer, then one body byte every ``interval`` seconds, forever.
+
+    Each byte arrives well within any read timeout, so only an overall deadline ends the call.
+    """
+
+    def action(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(_head(200, {"Content-Length": "1000000", "Content-Type": "application/json"}))
+        while not stop.wait(interval):
+            conn.sendall(b" ")
+
+    return action
+
+
+class FaultServer:
+    """Serves scripted actions in order; a request with no action left gets a 599 answer."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.requests: list[RecordedRequest] = []
+        self._script: deque[Action] = deque()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True)
+
+    def script(self, *actions: Action) -> None:
+        """Queue the actions for the next requests, in order."""
+        with self._lock:
+            self._script.extend(actions)
+
+    def start(self) -> None:
+        self._accept_thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with suppress(OSError):
+            self._listener.close()
+        self._accept_thread.join(5)
+        for thread in list(self._threads):
+            thread.join(5)
+
+    def _accept_loop(self) -> None:
+        self._listener.settimeout(0.05)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                request = self._read_request(conn)
+            except (OSError, ValueError):
+                return
+            if request is None:
+                return
+            with self._lock:
+                self.requests.append(request)
+                action = self._script.popleft() if self._script else respond(599, b"no scripted answer left")
+            with suppress(OSError):  # the client may have given up and closed the connection
+                action(conn, self._stop)
+
+    @staticmethod
+    def _read_request(conn: socket.socket) -> RecordedRequest | None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
+        method, target, _version = request_line.split(" ", 2)
+        headers = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return RecordedRequest(method=method, path=target, headers=headers, body=body)
+
+
+@contextmanager
+def running_fault_server() -> Iterator[FaultServer]:
+    server = FaultServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def unused_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+__all__ = [
+    "FaultServer",
+    "RecordedRequest",
+    "close_mid_body",
+    "drip",
+    "respond",
+    "respond_json",
+    "running_fault_server",
+    "stall",
+    "unused_port",
+]
