@@ -1,0 +1,1 @@
+"""Pydantic views of ``oasst_shared.schemas``: ``protocol`` (backend) and ``inference`` (workers)."""
