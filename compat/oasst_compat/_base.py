@@ -7,7 +7,7 @@ pydantic v1 methods the reference's consumers call (``.dict()``, ``.json()``, ``
 deprecation warnings: they are thin layers over the v2 API.
 
 Serialisation uses the wire names (``serialize_by_alias``) and validation accepts both the
-wire name and the Python name of a field (``validate_by_name`` / ``populate_by_name``).
+wire name and the Python name of a field (``validate_by_name``); both need pydantic >= 2.11.
 
 The ``model_config`` field
 --------------------------
@@ -27,11 +27,16 @@ The one pydantic method that reads ``self.model_config`` on an instance is ``mod
 ``update``); ``OasstModel.model_copy`` applies the update itself for those classes. Assigning
 ``worker_config.model_config = ...`` sets the field (``__setattr__`` maps the wire name to the
 field name), ``model_copy(update=...)`` / ``copy(update=...)`` accept the wire name, and
-``repr()`` shows ``model_config=...``. We chose this over a plain ``model_config_`` attribute
-because consumers read ``work_request.parameters.model_config.model_id`` on every request; the
-alternative of renaming would break them silently (``model_config`` would be the ConfigDict).
-Static typing: the generated classes declare ``model_config`` as a property under
-``TYPE_CHECKING``, so mypy types ``worker_config.model_config`` as the ``ModelConfig`` view.
+``repr()`` shows ``model_config=...``; equality, pickling, ``copy``/``deepcopy``, ``TypeAdapter``
+and FastAPI need nothing special (tests/test_compat_models.py, test_compat_fastapi.py). Only
+an explicit ``model_dump(by_alias=False)`` shows the Python name ``model_config_``.
+
+We chose this over a plain ``model_config_`` attribute because consumers read
+``work_request.parameters.model_config.model_id`` on every request: with a renamed attribute
+that code would silently get the ConfigDict. Static typing: the generated classes declare
+``model_config`` as a property under ``TYPE_CHECKING``, so mypy types
+``worker_config.model_config`` as the ``ModelConfig`` view and ``WorkerConfig(model_config=...)``
+as the constructor's keyword.
 """
 
 from __future__ import annotations
@@ -41,13 +46,23 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import msgspec
+import pydantic
 from pydantic import BaseModel, ConfigDict
 from pydantic.main import IncEx
 from typing_extensions import Self
 
 from oasst_shared.schemas.base import OasstStruct
 
-__all__ = ["OasstModel"]
+__all__ = ["MIN_PYDANTIC", "OasstModel"]
+
+MIN_PYDANTIC = (2, 11)
+"""``serialize_by_alias`` / ``validate_by_name`` arrived in pydantic 2.11. Older versions would
+silently dump ``model_config_`` instead of the wire key ``model_config``: refuse them instead."""
+
+if tuple(int(part) for part in pydantic.VERSION.split(".")[:2]) < MIN_PYDANTIC:
+    raise ImportError(
+        f"oasst_compat needs pydantic >= {'.'.join(map(str, MIN_PYDANTIC))}, found {pydantic.VERSION}"
+    )
 
 # Wire names that pydantic reserves and that a view field may still carry through an alias.
 _CONFIG_ATTRIBUTE = "model_config"
@@ -76,7 +91,6 @@ class OasstModel(BaseModel):
     """Base of every Pydantic view of an ``oasst_shared`` message struct."""
 
     model_config = ConfigDict(
-        populate_by_name=True,  # pydantic < 2.11; same as validate_by_name below
         validate_by_name=True,
         validate_by_alias=True,
         serialize_by_alias=True,
