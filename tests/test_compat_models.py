@@ -510,3 +510,11 @@ def test_importing_the_core_does_not_import_pydantic_nor_the_views() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_old_pydantic_is_refused_loudly() -> None:
+    # before 2.11, pydantic would dump `model_config_` instead of the wire key `model_config`
+    code = "import pydantic; pydantic.VERSION = '2.10.6'; import oasst_compat"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert "ImportError: oasst_compat needs pydantic >= 2.11, found 2.10.6" in result.stderr
