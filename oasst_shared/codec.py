@@ -34,6 +34,7 @@ Design (each choice measured in ``benchmarks/``):
 
 from __future__ import annotations
 
+import io
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -75,6 +76,19 @@ DEFAULT_MAX_FRAME_SIZE: Final = 16 * 1024 * 1024
 
 _PATH_RE = re.compile(r" - at `(\$[^`]*)`$")
 
+# What msgspec raises on bad input: its own errors, ``RecursionError`` on absurd nesting, and
+# ``UnicodeError``: a ``UnicodeDecodeError`` for invalid UTF-8 inside a string (msgspec leaves
+# that check to CPython) or a ``UnicodeEncodeError`` for a lone surrogate in ``str`` input.
+_DECODE_ERRORS: Final = (msgspec.DecodeError, RecursionError, UnicodeError)
+
+_MAX_QUOTE: Final = 120
+"""An error message keeps at most this many characters of msgspec's detail (which may quote
+an offending value of any length) and of a frame's tag."""
+
+
+def _shorten(text: str, limit: int = _MAX_QUOTE) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text) - limit} more characters)"
+
 
 def _type_name(tp: Any) -> str:
     """A readable name for a struct class or one of the union aliases."""
@@ -91,7 +105,8 @@ class FrameDecodeError(msgspec.DecodeError):
     A ``ValueError`` (and a ``msgspec.DecodeError``). Attributes: ``type_name`` (what was
     expected), ``path`` (JSON path of the offending value, e.g. ``$.thread.messages[3].role``,
     or ``None``), ``tag`` (the frame's tag value when it could be read, else ``None``) and
-    ``size`` (the frame's length in bytes). The message never includes the frame's content.
+    ``size`` (the frame's length in bytes). The message never includes the frame itself; an
+    offending value or tag it quotes is cut to about a hundred characters.
     """
 
     def __init__(self, message: str, *, type_name: str, path: str | None, tag: str | None, size: int) -> None:
@@ -147,7 +162,7 @@ _tag_decoder_msgpack = msgspec.msgpack.Decoder(_TagOnly)
 def _frame_tag(data: Any, decoder: Any) -> str | None:
     try:
         found = decoder.decode(data)
-    except (msgspec.DecodeError, RecursionError):
+    except _DECODE_ERRORS:
         return None
     for value in (found.response_type, found.request_type, found.type):
         if isinstance(value, str):
@@ -157,8 +172,6 @@ def _frame_tag(data: Any, decoder: Any) -> str | None:
 
 # ------------------------------------------------------------------------------------ codecs
 
-
-_DECODE_ERRORS = (msgspec.DecodeError, RecursionError)
 
 Buffer = bytes | bytearray | memoryview
 
@@ -215,11 +228,21 @@ class _CodecBase(Generic[T]):
     def _error(self, data: Any, exc: BaseException) -> FrameDecodeError:
         size = len(data)
         nested = isinstance(exc, RecursionError)
-        detail = "input nested too deeply" if nested else str(exc)
+        if nested:
+            detail = "input nested too deeply"
+        elif isinstance(exc, UnicodeEncodeError):
+            detail = "str input holds a lone surrogate (not encodable as UTF-8)"
+        elif isinstance(exc, UnicodeError):
+            detail = f"invalid UTF-8 in a string ({getattr(exc, 'reason', exc)})"
+        else:
+            detail = str(exc)
         match = _PATH_RE.search(detail)
         path = match.group(1) if match else None
+        # msgspec may quote the offending value whole: keep the message (and logs) bounded.
+        cut = match.start() if match else len(detail)
+        detail = _shorten(detail[:cut]) + detail[cut:]
         tag = None if nested else _frame_tag(data, self._tag_decoder)
-        where = f" (tag {tag!r})" if tag is not None else ""
+        where = f" (tag {_shorten(repr(tag))})" if tag is not None else ""
         return FrameDecodeError(
             f"invalid {self.type_name} frame{where}: {detail}",
             type_name=self.type_name,
@@ -290,34 +313,46 @@ class JsonCodec(_CodecBase[T]):
         An invalid line raises ``FrameDecodeError`` whose message names the line number
         (1-based) and whose ``path`` is the JSON path within that line.
         """
+        # Size first, before any copy (a str's length is a lower bound of its UTF-8 size).
+        if len(data) > self._max_frame_size:
+            raise self._too_large(data)
         if isinstance(data, str):
-            data = data.encode()
-        raw = bytes(data)
-        if len(raw) > self._max_frame_size:
-            raise self._too_large(raw)
-        decoder = self.decoder
+            try:
+                encoded = data.encode()
+            except UnicodeEncodeError:  # a lone surrogate: name the first bad line
+                return self._decode_each_line(data.split("\n"))
+            if len(encoded) > self._max_frame_size:
+                raise self._too_large(encoded)
+            data = encoded
         try:
             # Fast path: msgspec splits and decodes all lines in one call.
-            return cast("list[T]", decoder.decode_lines(raw))
-        except (msgspec.DecodeError, RecursionError):
+            return cast("list[T]", self.decoder.decode_lines(data))
+        except _DECODE_ERRORS:
             pass
         # Slow path, only for a stream with an error: find and name the first bad line.
+        return self._decode_each_line(bytes(data).split(b"\n"))
+
+    def _decode_each_line(self, lines: Iterable[bytes | str]) -> list[T]:
+        decode = self.decoder.decode
         out: list[T] = []
-        for lineno, line in enumerate(raw.split(b"\n"), 1):
+        for lineno, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                out.append(decoder.decode(line))
-            except (msgspec.DecodeError, RecursionError) as exc:
-                err = self._error(line, exc)
-                raise FrameDecodeError(
-                    f"line {lineno}: {err}",
-                    type_name=err.type_name,
-                    path=err.path,
-                    tag=err.tag,
-                    size=err.size,
-                ) from None
+                out.append(decode(line))
+            except _DECODE_ERRORS as exc:
+                raise self._line_error(lineno, line, exc) from None
         return out
+
+    def _line_error(self, lineno: int, line: bytes | str, exc: BaseException) -> FrameDecodeError:
+        err = self._error(line, exc)
+        return FrameDecodeError(
+            f"line {lineno}: {err}",
+            type_name=err.type_name,
+            path=err.path,
+            tag=err.tag,
+            size=err.size,
+        )
 
     def iter_lines(self, lines: Iterable[bytes | str]) -> Iterator[T]:
         """Decode a stream of NDJSON lines lazily (e.g. a file opened in binary mode)."""
@@ -403,14 +438,16 @@ class _LengthPrefixed:
         buffer.extend(chunk)
         frames: list[bytes] = []
         pos = 0
-        while len(buffer) - pos >= 4:
-            size = int.from_bytes(buffer[pos : pos + 4], "big")
-            if size > self._max:
-                raise self._codec._too_large(_Sized(size))
-            if len(buffer) - pos - 4 < size:
-                break
-            frames.append(bytes(buffer[pos + 4 : pos + 4 + size]))
-            pos += 4 + size
+        # Frames are copied out through a view: one copy each, not a slice and then a copy.
+        with memoryview(buffer) as view:
+            while len(buffer) - pos >= 4:
+                size = int.from_bytes(view[pos : pos + 4], "big")
+                if size > self._max:
+                    raise self._codec._too_large(_Sized(size))
+                if len(buffer) - pos - 4 < size:
+                    break
+                frames.append(bytes(view[pos + 4 : pos + 4 + size]))
+                pos += 4 + size
         del buffer[:pos]
         return frames
 
@@ -513,7 +550,10 @@ class SSEParser:
         import codecs
 
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors)
-        self._pending = ""  # text after the last complete line
+        # Text after the last complete line, in a StringIO: a line arriving in many small
+        # chunks is gathered in linear time and without one object per chunk.
+        self._pending = io.StringIO()
+        self._pending_size = 0
         self._skip_lf = False  # last chunk ended in \r: a following \n belongs to it
         self._first = True
         self._data: list[str] = []
@@ -549,15 +589,14 @@ class SSEParser:
             if text.startswith("\n"):
                 text = text[1:]
             self._skip_lf = False
-        text = self._pending + text
         events: list[SSEEvent] = []
         start = 0
         length = len(text)
-        while True:
-            cr = text.find("\r", start)
-            lf = text.find("\n", start)
-            if cr == -1 and lf == -1:
-                break
+        # The next \r and \n at or after ``start``; each is searched again only once passed,
+        # so a chunk is scanned once however many lines it holds.
+        cr = text.find("\r")
+        lf = text.find("\n")
+        while cr != -1 or lf != -1:
             if cr == -1 or (lf != -1 and lf < cr):
                 end, nxt = lf, lf + 1
             elif cr + 1 < length:
@@ -565,13 +604,23 @@ class SSEParser:
             else:  # \r at the very end: maybe half of a \r\n
                 end, nxt = cr, cr + 1
                 self._skip_lf = True
-            self._line(text[start:end], events)
+            line = text[start:end]
+            if self._pending_size:
+                self._pending.write(line)
+                line = self._pending.getvalue()
+                self._clear_pending()
+            self._line(line, events)
             start = nxt
-        self._pending = text[start:]
-        if len(self._pending) + self._data_size > self._max:
-            size = len(self._pending) + self._data_size
+            if cr != -1 and cr < start:
+                cr = text.find("\r", start)
+            if lf != -1 and lf < start:
+                lf = text.find("\n", start)
+        if start < length:
+            self._pending_size += self._pending.write(text[start:] if start else text)
+        if self._pending_size + self._data_size > self._max:
+            size = self._pending_size + self._data_size
             self._reset_event()
-            self._pending = ""
+            self._clear_pending()
             raise FrameDecodeError(
                 f"invalid event stream: an event exceeds max_event_size={self._max}",
                 type_name="text/event-stream",
@@ -583,9 +632,14 @@ class SSEParser:
 
     def close(self) -> list[SSEEvent]:
         """End of stream: an incomplete last event is discarded (as the WHATWG rules say)."""
-        self._pending = ""
+        self._clear_pending()
         self._reset_event()
         return []
+
+    def _clear_pending(self) -> None:
+        if self._pending_size:
+            self._pending = io.StringIO()
+            self._pending_size = 0
 
     def _reset_event(self) -> None:
         self._data = []
@@ -619,7 +673,11 @@ class SSEParser:
             if "\0" not in value:
                 self._last_id = value
         elif name == "retry" and value.isdigit() and value.isascii():
-            self._retry = int(value)
+            # int() refuses over 4300 digits; a delay of 10**18 ms or more is no delay anyone
+            # means, so such a value is ignored like any other invalid one.
+            digits = value.lstrip("0")
+            if len(digits) <= 18:
+                self._retry = int(digits or "0")
 
 
 # ------------------------------------------------------------------------- prebuilt instances

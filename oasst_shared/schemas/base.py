@@ -92,6 +92,11 @@ class OasstStruct(msgspec.Struct, metaclass=_OasstStructMeta, kw_only=True):
             return msgspec.convert(obj, cls)
         except RecursionError:
             raise decode_error_from_recursion(cls.__name__) from None
+        except UnicodeError:
+            # msgspec encodes a str to UTF-8 wherever it reads one as something else (a number,
+            # a datetime, an enum, a field name): a lone surrogate there is invalid input.
+            message = f"Input to convert to `{cls.__name__}` holds a str with a lone surrogate"
+            raise msgspec.ValidationError(message) from None
 
     @classmethod
     def parse_raw(cls: type[_S], data: str | bytes | bytearray | memoryview) -> _S:
@@ -103,6 +108,11 @@ class OasstStruct(msgspec.Struct, metaclass=_OasstStructMeta, kw_only=True):
             return decoder.decode(data)  # type: ignore[no-any-return]
         except RecursionError:
             raise decode_error_from_recursion(cls.__name__) from None
+        except UnicodeError:
+            # msgspec leaves invalid UTF-8 inside a string (UnicodeDecodeError) and a lone
+            # surrogate in str input (UnicodeEncodeError) to CPython, which raises these.
+            message = f"Input to decode as `{cls.__name__}` is not valid UTF-8 text"
+            raise msgspec.DecodeError(message) from None
 
     def copy(self: _S, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> _S:
         """A copy, with the fields in ``update`` replaced (not validated, as in pydantic v1)."""

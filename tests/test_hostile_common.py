@@ -1,0 +1,245 @@
+"""Shared pieces of the hostile-input tests (no tests of its own): the decoders under test,
+the outcome oracle and the mutations.
+
+The rule every test checks: a decoder given any input either returns the right value or
+raises its documented error, never anything else:
+
+* a prebuilt codec (``codec.worker_response`` ...): ``FrameDecodeError``;
+* ``Struct.parse_raw`` / ``Struct.parse_obj``: ``msgspec.DecodeError`` (``ValidationError`` is
+  one), never ``RecursionError`` nor ``UnicodeError``;
+* ``msgspec.json.decode(type=...)`` itself (not ours, documented here): ``msgspec.DecodeError``,
+  or ``RecursionError`` on absurd nesting, or ``UnicodeError`` for invalid UTF-8 inside a
+  string / a lone surrogate in ``str`` input (msgspec leaves both checks to CPython).
+
+"The right value" is checked against an oracle: our decoders must agree with msgspec's own
+decode of the same bytes, and a value that decodes must survive a JSON round trip.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from hypothesis import strategies as st
+
+from oasst_shared import codec, model_configs
+from oasst_shared.codec import FrameDecodeError
+from oasst_shared.schemas import inference, protocol
+from tests.strategies import instances
+
+__all__ = [
+    "ALL_STRUCTS",
+    "CODECS",
+    "FACTORY_FIELDS",
+    "MSGSPEC_ERRORS",
+    "UNIONS",
+    "Failed",
+    "attempt",
+    "deep_array",
+    "deep_object",
+    "factory_only_difference",
+    "mutated",
+    "numbers_equal",
+]
+
+
+def _all_structs() -> list[type[msgspec.Struct]]:
+    found: dict[str, type[msgspec.Struct]] = {}
+    for module in (protocol, inference, model_configs):
+        for value in vars(module).values():
+            is_struct = isinstance(value, type) and issubclass(value, msgspec.Struct)
+            if is_struct and value.__module__ == module.__name__:
+                found[f"{module.__name__.rsplit('.', 1)[-1]}.{value.__name__}"] = value
+    return [found[name] for name in sorted(found)]
+
+
+ALL_STRUCTS: list[type[msgspec.Struct]] = _all_structs()
+"""Every struct of protocol, inference and model_configs (95 when written)."""
+
+UNIONS: dict[str, Any] = {
+    "WorkerRequest": inference.WorkerRequest,
+    "WorkerResponse": inference.WorkerResponse,
+    "AnyTask": protocol.AnyTask,
+    "AnyInteraction": protocol.AnyInteraction,
+}
+
+CODECS: dict[str, tuple[codec.JsonCodec[Any], codec.MsgpackCodec[Any], Any]] = {
+    "WorkerRequest": (codec.worker_request, codec.worker_request_msgpack, inference.WorkerRequest),
+    "WorkerResponse": (codec.worker_response, codec.worker_response_msgpack, inference.WorkerResponse),
+    "AnyTask": (codec.any_task, codec.any_task_msgpack, protocol.AnyTask),
+    "AnyInteraction": (codec.any_interaction, codec.any_interaction_msgpack, protocol.AnyInteraction),
+}
+
+MSGSPEC_ERRORS = (msgspec.DecodeError, RecursionError, UnicodeError)
+"""What msgspec's own decoders may raise on bad input (see the module docs)."""
+
+# Fields whose default is drawn at random or from the clock: two decodes of a document that
+# leaves them out differ there, and only there.
+FACTORY_FIELDS: frozenset[str] = frozenset({"id", "seed", "created_at"})
+
+
+class Failed:
+    """The outcome of a call that raised one of the allowed errors."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __repr__(self) -> str:
+        return f"Failed({type(self.exc).__name__}: {str(self.exc)[:200]})"
+
+
+def attempt(call: Callable[[], Any], allowed: tuple[type[BaseException], ...]) -> Any:
+    """``call()``'s value, or ``Failed`` if it raised one of ``allowed``.
+
+    Any other exception propagates and fails the test with its traceback.
+    """
+    try:
+        return call()
+    except allowed as exc:
+        return Failed(exc)
+
+
+def factory_only_difference(a: Any, b: Any) -> bool:
+    """True when ``a == b`` or they differ only in random / clock default fields."""
+    if a == b:
+        return True
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, msgspec.Struct) and type(a) is type(b):
+        for field in msgspec.structs.fields(a):
+            x, y = getattr(a, field.name), getattr(b, field.name)
+            if x != y and not (field.name in FACTORY_FIELDS or factory_only_difference(x, y)):
+                return False
+        return True
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return all(factory_only_difference(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        return all(factory_only_difference(a[k], b[k]) for k in a)
+    return False
+
+
+def numbers_equal(expected: Any, actual: Any) -> bool:
+    """JSON equality where a number compares by value (an int sent to a float field is the
+    same number) and NaN equals NaN; containers compare item by item."""
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return type(expected) is type(actual) and expected == actual
+    if isinstance(expected, int | float) and isinstance(actual, int | float):
+        if isinstance(expected, float) and math.isnan(expected):
+            return isinstance(actual, float) and math.isnan(actual)
+        if isinstance(actual, float) or isinstance(expected, float):
+            return float(expected) == float(actual)
+        return bool(expected == actual)
+    if isinstance(expected, list) and isinstance(actual, list):
+        return len(expected) == len(actual) and all(
+            numbers_equal(x, y) for x, y in zip(expected, actual, strict=True)
+        )
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        return expected.keys() == actual.keys() and all(
+            numbers_equal(expected[k], actual[k]) for k in expected
+        )
+    return type(expected) is type(actual) and bool(expected == actual)
+
+
+# ------------------------------------------------------------------------------- nesting
+
+
+def deep_array(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def deep_object(depth: int) -> bytes:
+    return b'{"a":' * depth + b"null" + b"}" * depth
+
+
+# ------------------------------------------------------------------------------ mutations
+
+# Bytes and snippets that break parsers in interesting ways when dropped into a frame.
+SNIPPETS: list[bytes] = [
+    b'"',
+    b"\\",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b",",
+    b":",
+    b"\x00",
+    b"\n",
+    b"\r",
+    b"\xff",
+    b"\xc0\xaf",  # overlong "/"
+    b"\xed\xa0\x80",  # a UTF-16 surrogate encoded as UTF-8 (CESU)
+    b"\xf4\x90\x80\x80",  # beyond U+10FFFF
+    b"\xe2\x82",  # truncated sequence
+    b"\\ud800",
+    b"\\udc00\\ud800",
+    b"\\u0000",
+    b"1e400",
+    b"-1e400",
+    b"1e-400",
+    b"18446744073709551616",
+    b"-9223372036854775809",
+    b"NaN",
+    b"Infinity",
+    b"-0",
+    b"null",
+    b"true",
+    b'"response_type":"token",',
+    b'"request_type":"work",',
+    b'"type":"task_done",',
+    b"\xc1",  # msgpack: never used
+    b"\xdd\xff\xff\xff\xff",  # msgpack: array32 announcing 4G items
+    b"\xdf\xff\xff\xff\xff",  # msgpack: map32 announcing 4G pairs
+    b"\xdb\xff\xff\xff\xff",  # msgpack: str32 announcing 4 GiB
+    b"\xc7\x01\xff",  # msgpack: ext8 of type -1 (timestamp) with a wrong length
+    b"\xcf\xff\xff\xff\xff\xff\xff\xff\xff",  # msgpack: uint64 max
+    b"\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00",  # msgpack: float64 NaN
+]
+
+
+@st.composite
+def mutated(draw: st.DrawFn, tp: Any, encode: Callable[[Any], bytes]) -> bytes:
+    """A valid encoded instance of ``tp`` with one to four mutations: truncation, bit flips,
+    byte replacement, insertion of a hostile snippet, deletion or duplication of a range."""
+    data = bytearray(encode(draw(instances(tp))))
+    for _ in range(draw(st.integers(1, 4))):
+        if not data:
+            data = bytearray(draw(st.binary(max_size=8)))
+            continue
+        at = draw(st.integers(0, len(data) - 1))
+        kind = draw(st.sampled_from(["truncate", "flip", "byte", "snippet", "delete", "duplicate"]))
+        if kind == "truncate":
+            del data[at:]
+        elif kind == "flip":
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "byte":
+            data[at] = draw(st.integers(0, 255))
+        elif kind == "snippet":
+            data[at:at] = draw(st.sampled_from(SNIPPETS))
+        else:
+            end = draw(st.integers(at, min(len(data), at + 16)))
+            if kind == "delete":
+                del data[at:end]
+            else:
+                data[at:at] = data[at:end]
+    return bytes(data)
+
+
+def union_members(union: Any) -> tuple[type, ...]:
+    return typing.get_args(union)
+
+
+def frame_decode_error_is_well_formed(err: FrameDecodeError, data: Any = None) -> None:
+    """What every ``FrameDecodeError`` promises: a ValueError and a msgspec DecodeError, a
+    bounded message that does not carry the frame, the frame's size (when ``data`` is the
+    frame), a path that is a JSON path."""
+    assert isinstance(err, ValueError) and isinstance(err, msgspec.DecodeError)
+    assert data is None or err.size == len(data) or "exceeds max_frame_size" in str(err)
+    assert err.path is None or err.path.startswith("$")
+    assert err.tag is None or isinstance(err.tag, str)
+    assert len(str(err)) < 600, str(err)[:600]
