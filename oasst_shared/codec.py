@@ -86,6 +86,18 @@ _MAX_QUOTE: Final = 120
 an offending value of any length) and of a frame's tag."""
 
 
+# What makes an NDJSON line blank, for bytes and str lines alike: ASCII whitespace (as
+# ``bytes.strip()``), not str.strip()'s Unicode whitespace (\x1c-\x1f, \x85, \u2028, ...).
+_BLANK: Final = " \t\n\r\x0b\x0c"
+_BLANK_BYTES: Final = _BLANK.encode()
+
+
+def _is_blank(line: bytes | str) -> bool:
+    if isinstance(line, str):
+        return not line.strip(_BLANK)
+    return not line.strip(_BLANK_BYTES)
+
+
 def _shorten(text: str, limit: int = _MAX_QUOTE) -> str:
     return text if len(text) <= limit else f"{text[:limit]}...({len(text) - limit} more characters)"
 
@@ -336,7 +348,7 @@ class JsonCodec(_CodecBase[T]):
         decode = self.decoder.decode
         out: list[T] = []
         for lineno, line in enumerate(lines, 1):
-            if not line.strip():
+            if _is_blank(line):
                 continue
             try:
                 out.append(decode(line))
@@ -357,7 +369,7 @@ class JsonCodec(_CodecBase[T]):
     def iter_lines(self, lines: Iterable[bytes | str]) -> Iterator[T]:
         """Decode a stream of NDJSON lines lazily (e.g. a file opened in binary mode)."""
         for line in lines:
-            if line.strip():
+            if not _is_blank(line):
                 yield self.decode(line)
 
     def writer(self, initial_size: int = 512) -> FrameWriter:

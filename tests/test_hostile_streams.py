@@ -70,8 +70,8 @@ def reference_lines(name: str, lines: list[Any]) -> tuple[list[Any], int | None]
     decoder = CODECS[name][0].decoder
     out = []
     for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+        if not line.strip(b" \t\n\r\x0b\x0c" if isinstance(line, bytes) else " \t\n\r\x0b\x0c"):
+            continue  # ASCII whitespace only, for str lines too
         got = attempt(lambda: decoder.decode(line), MSGSPEC_ERRORS)  # noqa: B023
         if isinstance(got, Failed):
             return out, lineno
@@ -124,6 +124,26 @@ def test_decode_lines_agrees_with_per_line_decoding(name: str) -> None:
         check_ndjson(name, bytes(memoryview(data)))
 
     check()
+
+
+@pytest.mark.parametrize("blank", ["\x1f\x1e", "\u2028", "\xa0", "\x85", "\u3000"])
+def test_only_ascii_whitespace_makes_a_line_blank(blank: str) -> None:
+    """Found by fuzz_decode_lines: str lines were blank by ``str.strip()`` (Unicode
+    whitespace) in ``iter_lines`` and for str input with a surrogate, while bytes input
+    counts only ASCII whitespace; the same document was skipped or refused by input type."""
+    pong = '{"response_type": "pong"}'
+    for data in (f"{pong}\n{blank}\n", f"{pong}\n{blank}\n\ud800"):
+        with pytest.raises(FrameDecodeError, match=r"^line 2: "):
+            codec.worker_response.decode_lines(data)
+    with pytest.raises(FrameDecodeError, match=r"^line 2: "):
+        codec.worker_response.decode_lines(f"{pong}\n{blank}\n".encode())
+    with pytest.raises(FrameDecodeError):
+        list(codec.worker_response.iter_lines([pong, blank]))
+    with pytest.raises(FrameDecodeError):
+        list(codec.worker_response.iter_lines([pong.encode(), blank.encode()]))
+    for ascii_blank in (" \t\r", "\x0b\x0c"):
+        assert len(codec.worker_response.decode_lines(f"{pong}\n{ascii_blank}\n{pong}")) == 2
+        assert len(list(codec.worker_response.iter_lines([pong, ascii_blank, pong + "\r\n"]))) == 2
 
 
 def test_decode_lines_names_the_first_bad_line_in_str_input() -> None:
