@@ -207,7 +207,8 @@ class _CodecBase(Generic[T]):
         self._max_frame_size = max_frame_size
         self.decoder = decoder
         """The underlying msgspec decoder: its ``decode`` skips our frame-size check and raises
-        msgspec's own errors (and ``RecursionError`` on absurd nesting); it saves one Python
+        msgspec's own errors (and ``RecursionError`` on absurd nesting, ``UnicodeError`` on
+        invalid UTF-8 in a string or a lone surrogate in ``str`` input); it saves one Python
         call per frame for callers whose transport already bounds frame sizes."""
         self._encoder_class = encoder_class
         self._local = threading.local()
@@ -555,7 +556,8 @@ class SSEParser:
     multi-line ``data``, comments (``:`` lines), ``event``, ``id`` and ``retry`` fields, a
     leading byte-order mark, and UTF-8 sequences split across chunks. ``max_event_size``
     bounds the characters buffered for one event. Invalid UTF-8 raises ``FrameDecodeError``
-    unless ``errors="replace"`` (the browsers' behaviour) is asked for.
+    unless ``errors="replace"`` (the browsers' behaviour) is asked for. Any chunking takes
+    time linear in the stream's length. A ``retry`` of 10**18 ms or more is ignored.
     """
 
     def __init__(self, max_event_size: int = DEFAULT_MAX_FRAME_SIZE, errors: str = "strict") -> None:
