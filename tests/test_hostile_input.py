@@ -805,3 +805,28 @@ def test_snippets_alone_and_doubled(snippet: bytes, name: str) -> None:
     for data in (snippet, snippet * 2, b"{" + snippet + b"}", b"[" + snippet + b"]"):
         check_union_json(name, data)
         check_union_msgpack(name, data)
+
+
+def test_what_msgspec_itself_raises_and_we_do_not() -> None:
+    """msgspec's own decoders (not ours) let three kinds of exception out on bad input; the
+    codecs turn each into ``FrameDecodeError`` and parse_raw / parse_obj into DecodeError."""
+    deep = b'{"response_type": "token", "text": "", "token_id": 1, "x": ' + deep_array(DEPTH) + b"}"
+    bad_utf8 = b'{"response_type": "token", "text": "\xff", "token_id": 1}'
+    surrogate = '{"response_type": "token", "text": "\ud800", "token_id": 1}'
+    cls = inference.TokenResponse
+    for data, raised in (
+        (deep, RecursionError),
+        (bad_utf8, UnicodeDecodeError),
+        (surrogate, UnicodeEncodeError),
+    ):
+        with pytest.raises(raised):
+            msgspec.json.decode(data, type=cls)
+        with pytest.raises(msgspec.DecodeError) as info:
+            cls.parse_raw(data)
+        assert type(info.value) is msgspec.DecodeError
+        with pytest.raises(FrameDecodeError, match=r"nested too deeply|UTF-8|surrogate"):
+            codec.worker_response.decode(data)
+    with pytest.raises(UnicodeEncodeError):
+        msgspec.convert({"text": "", "token_id": "\ud800"}, cls)
+    with pytest.raises(msgspec.ValidationError, match="lone surrogate"):
+        cls.parse_obj({"text": "", "token_id": "\ud800"})
