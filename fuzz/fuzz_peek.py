@@ -42,5 +42,9 @@ def test_one_input(data: bytes) -> None:
             assert from_bytes == from_text
 
 
+def seeds() -> list[bytes]:
+    return POOL
+
+
 if __name__ == "__main__":
-    run("peek", test_one_input, lambda: POOL, [codec.worker_response.type, codec.worker_request.type])
+    run("peek", test_one_input, seeds, [codec.worker_response.type, codec.worker_request.type])

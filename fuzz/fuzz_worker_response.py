@@ -26,5 +26,9 @@ def test_one_input(data: bytes) -> None:
     check_union_msgpack(NAME, near_valid(data, POOL_MSGPACK))
 
 
+def seeds() -> list[bytes]:
+    return POOL_JSON + POOL_MSGPACK
+
+
 if __name__ == "__main__":
-    run("worker_response", test_one_input, lambda: POOL_JSON + POOL_MSGPACK, [JSON.type])
+    run("worker_response", test_one_input, seeds, [JSON.type])
