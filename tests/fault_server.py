@@ -97,6 +97,74 @@ def drip(interval: float = 0.05) -> Action:
     return action
 
 
+def respond_chunked(status: int, body: bytes, chunk_size: int = 256) -> Action:
+    """A complete answer without ``Content-Length``: ``body`` in chunks of ``chunk_size``."""
+
+    def action(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(_head(status, {"Transfer-Encoding": "chunked", "Content-Type": "application/json"}))
+        for start in range(0, len(body), chunk_size):
+            part = body[start : start + chunk_size]
+            conn.sendall(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+        conn.sendall(b"0\r\n\r\n")
+
+    return action
+
+
+def _wait_for_client_close(conn: socket.socket, stop: threading.Event) -> bool:
+    """Whether the client closed the connection (before the server stopped)."""
+    conn.settimeout(0.05)
+    while not stop.is_set():
+        try:
+            if not conn.recv(65536):
+                return True
+        except TimeoutError:
+            continue
+        except OSError:  # reset by the client
+            return True
+    return False
+
+
+def announce_only(declared: int, closed_by_client: threading.Event, status: int = 200) -> Action:
+    """Send the head of an answer announcing ``declared`` body bytes, then no body at all.
+
+    Sets ``closed_by_client`` once the client closes the connection; a client that waits for
+    the body waits until its own timeout (or until the server stops).
+    """
+
+    def action(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(_head(status, {"Content-Length": str(declared), "Content-Type": "application/json"}))
+        if _wait_for_client_close(conn, stop):
+            closed_by_client.set()
+
+    return action
+
+
+def flood_chunked(total: int, closed_by_client: threading.Event, chunk_size: int = 16384) -> Action:
+    """A 200 answer without ``Content-Length``, sent as fast as the client reads: ``total`` body
+    bytes in chunks (no last chunk, the answer never ends), then nothing.
+
+    Sets ``closed_by_client`` once the client closes the connection, mid-flood or after.
+    """
+
+    def action(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(_head(200, {"Transfer-Encoding": "chunked", "Content-Type": "application/json"}))
+        part = f"{chunk_size:x}\r\n".encode() + b" " * chunk_size + b"\r\n"
+        try:
+            for _ in range(total // chunk_size):
+                if stop.is_set():
+                    return
+                conn.sendall(part)
+        except TimeoutError:  # the client stopped reading but kept the connection open
+            return
+        except OSError:  # the client closed (or reset) the connection mid-flood
+            closed_by_client.set()
+            return
+        if _wait_for_client_close(conn, stop):
+            closed_by_client.set()
+
+    return action
+
+
 class FaultServer:
     """Serves scripted actions in order; a request with no action left gets a 599 answer."""
 
@@ -200,9 +268,12 @@ def unused_port() -> int:
 __all__ = [
     "FaultServer",
     "RecordedRequest",
+    "announce_only",
     "close_mid_body",
     "drip",
+    "flood_chunked",
     "respond",
+    "respond_chunked",
     "respond_json",
     "running_fault_server",
     "stall",

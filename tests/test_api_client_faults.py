@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta, timezone
@@ -32,9 +34,12 @@ from oasst_shared.exceptions import OasstError, OasstErrorCode
 from oasst_shared.schemas import protocol
 from tests.fault_server import (
     FaultServer,
+    announce_only,
     close_mid_body,
     drip,
+    flood_chunked,
     respond,
+    respond_chunked,
     respond_json,
     running_fault_server,
     stall,
@@ -357,6 +362,149 @@ async def test_204_where_a_body_is_expected(server: FaultServer, client: OasstAp
     assert info.value.http_status_code == HTTPStatus.NO_CONTENT
     assert await client.ack_task(TASK_ID, "fm-1") is None
     assert await client.ack_task(TASK_ID, "fm-2") is None
+
+
+# ----------------------------------------------------------------------- answer size limit
+
+SMALL_CAP = 1000
+STATS_RESULT = protocol.SystemStats(**STATS)  # type: ignore[arg-type]
+
+
+def padded_stats(size: int) -> bytes:
+    """``STATS`` as JSON, padded with trailing blanks to exactly ``size`` bytes."""
+    body = json.dumps(STATS).encode()
+    assert len(body) <= size
+    return body + b" " * (size - len(body))
+
+
+def pool_connections(api: OasstApiClient) -> list[Any]:
+    """The connections the client's own session still holds (closed ones are dropped)."""
+    transport: Any = api.session._transport  # httpx has no public view of the pool
+    return list(transport._pool.connections)
+
+
+async def closed_by_client(event: threading.Event) -> bool:
+    """Wait (off the event loop, bounded) until the server saw the client close the connection."""
+    return await anyio.to_thread.run_sync(event.wait, HANG_GUARD)
+
+
+@pytest.mark.parametrize("status", [200, 503])
+async def test_announced_body_over_the_cap_is_refused_unread(server: FaultServer, status: int) -> None:
+    # The server announces 5000 bytes but sends none: a client that waited for the body would
+    # end in its timeout instead. A 503 on a GET is normally retried; a too-large one is not.
+    closed = threading.Event()
+    server.script(announce_only(5000, closed, status), respond_json(200, STATS))
+    async with make_client(server.url, timeout=5.0, max_response_bytes=SMALL_CAP) as api:
+        api._sleep = SleepRecorder()
+        with anyio.fail_after(HANG_GUARD), pytest.raises(OasstApiResponseError) as info:
+            await api.fetch_system_stats()
+        assert pool_connections(api) == []
+        assert await closed_by_client(closed)
+        assert sleeps(api) == []
+    assert info.value.status_code == status
+    assert info.value.request == "GET /api/v1/stats/"
+    assert str(info.value).startswith(f"GET /api/v1/stats/: answer larger than {SMALL_CAP} bytes")
+    assert info.value.error_code == OasstErrorCode.GENERIC_ERROR
+    assert len(server.requests) == 1
+
+
+async def test_endless_chunked_answer_is_cut_at_the_cap(server: FaultServer) -> None:
+    # No Content-Length, 4 MiB sent as fast as the client reads, and the answer never ends:
+    # only the cap (not the 5 s timeout) can end this call with OasstApiResponseError.
+    closed = threading.Event()
+    server.script(flood_chunked(4 * 1024 * 1024, closed), respond_json(200, STATS))
+    async with make_client(server.url, timeout=5.0, max_response_bytes=SMALL_CAP) as api:
+        api._sleep = SleepRecorder()
+        with anyio.fail_after(HANG_GUARD), pytest.raises(OasstApiResponseError) as info:
+            await api.fetch_system_stats()
+        assert pool_connections(api) == []
+        assert await closed_by_client(closed)
+        assert sleeps(api) == []
+    assert not isinstance(info.value, OasstApiConnectionError)
+    assert info.value.status_code == 200
+    assert f"answer larger than {SMALL_CAP} bytes" in info.value.message
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_answer_up_to_the_cap_decodes_one_more_byte_not(server: FaultServer, chunked: bool) -> None:
+    def answer(size: int) -> Any:
+        body = padded_stats(size)
+        return respond_chunked(200, body, chunk_size=128) if chunked else respond(200, body)
+
+    server.script(answer(SMALL_CAP - 1), answer(SMALL_CAP), answer(SMALL_CAP + 1), respond_json(200, STATS))
+    async with make_client(server.url, max_response_bytes=SMALL_CAP) as api:
+        api._sleep = SleepRecorder()
+        assert await api.fetch_system_stats() == STATS_RESULT
+        assert await api.fetch_system_stats() == STATS_RESULT
+        with pytest.raises(OasstApiResponseError) as info:
+            await api.fetch_system_stats()
+        assert pool_connections(api) == []
+        assert sleeps(api) == []
+    assert info.value.status_code == 200
+    assert f"answer larger than {SMALL_CAP} bytes" in info.value.message
+    assert len(server.requests) == 3
+
+
+async def test_error_bodies_under_the_cap_are_mapped_as_before(server: FaultServer) -> None:
+    html = b"<html><body><h1>Internal Server Error</h1><p>upstream exploded</p></body></html>"
+    backend_error = json.dumps({"message": "Invalid API key", "error_code": 2}).encode()
+    server.script(respond_chunked(403, backend_error, chunk_size=7), respond_chunked(500, html), respond(502))
+    async with make_client(server.url, max_response_bytes=SMALL_CAP, max_retries=0) as api:
+        with pytest.raises(OasstApiAuthError) as auth:
+            await api.fetch_random_task(USER)
+        with pytest.raises(OasstApiServerError) as server_error:
+            await api.close_task("fm-1")
+        with pytest.raises(OasstApiServerError) as empty:
+            await api.ack_task(TASK_ID, "fm-1")
+    assert auth.value.message == "Invalid API key"
+    assert auth.value.error_code == OasstErrorCode.API_CLIENT_NOT_AUTHORIZED
+    excerpt = server_error.value.body_excerpt
+    assert excerpt is not None and "upstream exploded" in excerpt
+    assert "(empty body)" in empty.value.message
+
+
+async def test_the_cap_counts_decoded_bytes(server: FaultServer) -> None:
+    # 100 kB of JSON gzipped to a few hundred bytes: under the cap on the wire, over it decoded.
+    compressed = gzip.compress(padded_stats(100_000))
+    assert len(compressed) < SMALL_CAP
+    server.script(*(respond(200, compressed, {"Content-Encoding": "gzip"}) for _ in range(2)))
+    async with make_client(server.url, max_response_bytes=SMALL_CAP) as api:
+        with pytest.raises(OasstApiResponseError) as info:
+            await api.fetch_system_stats()
+    assert f"answer larger than {SMALL_CAP} bytes" in info.value.message
+    async with make_client(server.url, max_response_bytes=200_000) as roomy:
+        assert await roomy.fetch_system_stats() == STATS_RESULT
+
+
+async def test_no_limit_accepts_a_5_mb_answer(server: FaultServer) -> None:
+    body = padded_stats(5 * 1024 * 1024)
+    server.script(respond(200, body), respond_chunked(200, body, chunk_size=65536), respond(200, body))
+    async with make_client(server.url, max_response_bytes=None) as api:
+        assert api.max_response_bytes is None
+        assert await api.fetch_system_stats() == STATS_RESULT
+        assert await api.fetch_system_stats() == STATS_RESULT
+    async with make_client(server.url, max_response_bytes=1024 * 1024) as capped:
+        with pytest.raises(OasstApiResponseError):
+            await capped.fetch_system_stats()
+
+
+async def test_default_cap_is_32_mib(server: FaultServer) -> None:
+    default = 32 * 1024 * 1024
+    closed = threading.Event()
+    server.script(announce_only(default + 1, closed))
+    async with make_client(server.url, timeout=5.0) as api:
+        assert api.max_response_bytes == default
+        with anyio.fail_after(HANG_GUARD), pytest.raises(OasstApiResponseError) as info:
+            await api.fetch_system_stats()
+    assert f"answer larger than {default} bytes" in info.value.message
+    assert await closed_by_client(closed)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "1000"])
+def test_max_response_bytes_must_be_a_positive_int_or_none(bad: Any) -> None:
+    with pytest.raises(ValueError, match="max_response_bytes"):
+        make_client("http://127.0.0.1:1", max_response_bytes=bad)
 
 
 # ------------------------------------------------------------------------ requests sent

@@ -44,6 +44,7 @@ QueryValue = str | int | float | bool | UUID | datetime | date | Enum | None
 
 _EXCERPT_CHARS = 200
 _SUMMARY_CHARS = 300
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 _error_decoder = msgspec.json.Decoder(ErrorBody)
 _NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -111,6 +112,17 @@ def _excerpt(content: bytes) -> str:
     return repr(text)
 
 
+def _content_length(headers: httpx.Headers) -> int | None:
+    """The announced body size, ``None`` when not given (chunked) or not one plain number."""
+    value = headers.get("content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or repr(tp).replace("oasst_shared.schemas.protocol.", "")
 
@@ -150,6 +162,7 @@ class BaseApiClient:
         retry_max_delay: float = 8.0,
         oasst_user: protocol.User | str | None = None,
         bearer_token: str | None = None,
+        max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         parts = urlsplit(backend_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -158,6 +171,12 @@ class BaseApiClient:
             raise ValueError("timeout must be a positive number of seconds")
         if not connect_timeout > 0:
             raise ValueError("connect_timeout must be a positive number of seconds")
+        if max_response_bytes is not None and (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes < 1
+        ):
+            raise ValueError("max_response_bytes must be a positive number of bytes, or None")
         self.backend_url = backend_url.rstrip("/")
         self.api_key = api_key
         self.timeout = float(timeout)
@@ -165,6 +184,7 @@ class BaseApiClient:
         self.retry_policy = RetryPolicy(max_retries, retry_initial_delay, retry_max_delay)
         self.oasst_user = oasst_user
         self.bearer_token = bearer_token
+        self.max_response_bytes = max_response_bytes
         self._owns_session = session is None
         if session is None:
             session = httpx.AsyncClient(headers={"User-Agent": f"oasst-shared/{__version__}"})
@@ -323,8 +343,13 @@ class BaseApiClient:
             )
             retry_after: float | None = None
             try:
+                # The body is read inside the deadline, so ``timeout`` bounds a slow body too.
                 with anyio.fail_after(remaining):
-                    response = await self.session.send(request)
+                    response = await self.session.send(request, stream=True)
+                    try:
+                        await self._read_body(response, method, path)
+                    finally:
+                        await response.aclose()  # releases the connection (closed if body unread)
             except TimeoutError:
                 raise self._deadline_error(method, path) from None
             except httpx.TransportError as exc:
@@ -365,6 +390,61 @@ class BaseApiClient:
                 delay,
             )
             await self._sleep(delay)
+
+    async def _read_body(self, response: httpx.Response, method: str, path: str) -> None:
+        """Read a streamed answer's body into ``response.content``, at most ``max_response_bytes``.
+
+        An answer that announces (``Content-Length``) or turns out to have a larger body
+        raises ``OasstApiResponseError`` at once, with the rest of the body left unread.
+        The limit counts the decoded bytes (after any ``Content-Encoding``).
+        """
+        cap = self.max_response_bytes
+        if cap is None:
+            await response.aread()
+            return
+        declared = _content_length(response.headers)
+        if declared is not None and declared > cap:
+            raise self._too_large_error(response, method, path, cap)
+        chunks: list[bytes] = []
+        size = 0
+        too_large = False
+        try:
+            # Past the cap the read is cancelled, not just left: the cancellation comes up from
+            # the next socket read through httpx's and httpcore's stream generators, closing the
+            # connection and ending each generator (left half-way, they would be closed by the
+            # garbage collector, with a ResourceWarning under trio). Chunks already buffered
+            # are dropped on the way; nothing more is received.
+            with anyio.CancelScope() as stop_reading:
+                async for chunk in response.aiter_bytes():
+                    if too_large:
+                        continue
+                    size += len(chunk)
+                    if size > cap:
+                        too_large = True
+                        chunks.clear()
+                        stop_reading.cancel()
+                    else:
+                        chunks.append(chunk)
+        except httpx.HTTPError:
+            if not too_large:
+                raise
+            # e.g. the server reset the connection we stopped reading: the answer stays too large
+        if too_large:
+            raise self._too_large_error(response, method, path, cap)
+        # What ``Response.aread`` does: the joined body becomes ``response.content``.
+        response._content = b"".join(chunks)
+
+    @staticmethod
+    def _too_large_error(response: httpx.Response, method: str, path: str, cap: int) -> OasstApiResponseError:
+        status = response.status_code
+        return OasstApiResponseError(
+            f"answer larger than {cap} bytes (status {status})",
+            OasstErrorCode.GENERIC_ERROR,
+            http_status_of(status),
+            method=method,
+            path=path,
+            status_code=status,
+        )
 
     def _deadline_error(self, method: str, path: str) -> OasstApiTimeoutError:
         return OasstApiTimeoutError(

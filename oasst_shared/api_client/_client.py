@@ -69,6 +69,10 @@ class OasstApiClient(BaseApiClient):
       backend is never sent twice.
     * ``oasst_user``: default ``x-oasst-user`` for the endpoints that accept it (a per-call
       ``user=`` wins); ``bearer_token``: a root token, for ``create_api_client`` only.
+    * ``max_response_bytes``: the largest answer body read (decoded bytes; default 32 MiB,
+      ``None``: no limit). A larger answer, announced by ``Content-Length`` or found while
+      reading, raises ``OasstApiResponseError`` (with its ``status_code``) without reading
+      the rest, and is not retried.
 
     Results are the protocol structs (tasks as their concrete class, by ``type``). Failures
     raise ``OasstError`` subclasses, see ``oasst_shared.api_client``.
