@@ -470,7 +470,7 @@ def always(*kinds: str) -> Chooser:
 
 
 async def test_huge_valid_body_is_read_whole_and_decoded(chaos_servers: ServerFactory) -> None:
-    """A 20 MB answer is read into memory (the client has no size limit) and decoded.
+    """A 20 MB answer (under the default 32 MiB max_response_bytes) is read whole and decoded.
 
     The padding field is unknown to ``TaskDone`` and skipped, so the result is the task;
     peak Python memory during the call stays a small multiple of the body (chunks + joined
