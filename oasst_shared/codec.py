@@ -37,12 +37,14 @@ from __future__ import annotations
 import io
 import re
 import threading
+import typing
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final, Generic, Literal, TypeVar, cast
+from typing import Any, ClassVar, Final, Generic, TypeVar, Union, cast
 
 import msgspec
 
 from oasst_shared.schemas import inference, protocol
+from oasst_shared.schemas.base import OasstStruct
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
@@ -131,32 +133,50 @@ class FrameDecodeError(msgspec.DecodeError):
 
 # --------------------------------------------------------------------------------- envelopes
 
-ResponseType = Literal[
-    "token",
-    "generated_text",
-    "error",
-    "pong",
-    "internal_finished_message",
-    "internal_error",
-    "safe_prompt",
-    "plugin_intermediate",
-    "general_error",
-]
-RequestType = Literal["work", "ping", "error", "terminate", "upgrade_protocol", "wrong_api_key"]
 
+class WorkerResponseEnvelope(OasstStruct, kw_only=True, gc=False):
+    """The routing part of a worker frame: its tag (``response_type``) and ``request_id``.
 
-class WorkerResponseEnvelope(msgspec.Struct, gc=False):
-    """The routing part of a worker frame: its tag and ``request_id``, nothing else."""
+    One tagged subclass per ``WorkerResponse`` member, derived from the union itself, so the
+    peek accepts exactly the tags (and repeated-tag frames) the full decode accepts.
+    """
 
-    response_type: ResponseType
+    response_type: ClassVar[str]
+
     request_id: str | None = None
 
 
-class WorkerRequestEnvelope(msgspec.Struct, gc=False):
-    """The routing part of a server frame: its tag and ``id``, nothing else."""
+class WorkerRequestEnvelope(OasstStruct, kw_only=True, gc=False):
+    """The routing part of a server frame: its tag (``request_type``) and ``id``."""
 
-    request_type: RequestType
+    request_type: ClassVar[str]
+
     id: str | None = None
+
+
+def _envelope_union(union: Any, base: type[OasstStruct]) -> Any:
+    """A tagged union of ``base`` subclasses, one per member of ``union`` with its tag."""
+    members = []
+    for member in typing.get_args(union):
+        config = member.__struct_config__
+        name = f"{member.__name__}Envelope"
+        # Built through the base's metaclass (as a class statement would), which exposes the tag.
+        metaclass: Any = type(base)
+        envelope = metaclass(
+            name,
+            (base,),
+            {"__module__": __name__, "__qualname__": name},
+            kw_only=True,
+            gc=False,
+            tag_field=config.tag_field,
+            tag=config.tag,
+        )
+        members.append(envelope)
+    return Union[tuple(members)]
+
+
+WorkerResponseEnvelopes = _envelope_union(inference.WorkerResponse, WorkerResponseEnvelope)
+WorkerRequestEnvelopes = _envelope_union(inference.WorkerRequest, WorkerRequestEnvelope)
 
 
 class _TagOnly(msgspec.Struct, gc=False):
@@ -201,9 +221,11 @@ class _CodecBase(Generic[T]):
 
     _tag_decoder: Any
 
-    def __init__(self, type: Any, decoder: Any, encoder_class: Any, max_frame_size: int) -> None:
+    def __init__(
+        self, type: Any, decoder: Any, encoder_class: Any, max_frame_size: int, name: str | None
+    ) -> None:
         self.type = type
-        self.type_name = _type_name(type)
+        self.type_name = name or _type_name(type)
         self._max_frame_size = max_frame_size
         self.decoder = decoder
         """The underlying msgspec decoder: its ``decode`` skips our frame-size check and raises
@@ -308,8 +330,10 @@ class JsonCodec(_CodecBase[T]):
     encode = staticmethod(msgspec.json.encode)
     """One message as JSON bytes (every field included, as the reference sends it)."""
 
-    def __init__(self, type: Any, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
-        super().__init__(type, msgspec.json.Decoder(type), msgspec.json.Encoder, max_frame_size)
+    def __init__(
+        self, type: Any, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, name: str | None = None
+    ) -> None:
+        super().__init__(type, msgspec.json.Decoder(type), msgspec.json.Encoder, max_frame_size, name)
 
     def encode_lines(self, objs: Iterable[Any]) -> bytes:
         """Messages as NDJSON: one JSON document per line, each line ending in ``\\n``."""
@@ -390,8 +414,10 @@ class MsgpackCodec(_CodecBase[T]):
     encode = staticmethod(msgspec.msgpack.encode)
     """One message as MessagePack bytes."""
 
-    def __init__(self, type: Any, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
-        super().__init__(type, msgspec.msgpack.Decoder(type), msgspec.msgpack.Encoder, max_frame_size)
+    def __init__(
+        self, type: Any, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, name: str | None = None
+    ) -> None:
+        super().__init__(type, msgspec.msgpack.Decoder(type), msgspec.msgpack.Encoder, max_frame_size, name)
 
     def encode_frames(self, objs: Iterable[Any]) -> bytes:
         """Messages as one length-prefixed stream."""
@@ -706,8 +732,12 @@ worker_response_msgpack: MsgpackCodec[inference.WorkerResponse] = MsgpackCodec(i
 any_task_msgpack: MsgpackCodec[protocol.AnyTask] = MsgpackCodec(protocol.AnyTask)
 any_interaction_msgpack: MsgpackCodec[protocol.AnyInteraction] = MsgpackCodec(protocol.AnyInteraction)
 
-worker_response_envelope: JsonCodec[WorkerResponseEnvelope] = JsonCodec(WorkerResponseEnvelope)
-worker_request_envelope: JsonCodec[WorkerRequestEnvelope] = JsonCodec(WorkerRequestEnvelope)
+worker_response_envelope: JsonCodec[WorkerResponseEnvelope] = JsonCodec(
+    WorkerResponseEnvelopes, name="inference.WorkerResponse envelope"
+)
+worker_request_envelope: JsonCodec[WorkerRequestEnvelope] = JsonCodec(
+    WorkerRequestEnvelopes, name="inference.WorkerRequest envelope"
+)
 
 peek_worker_response = worker_response_envelope.decode
 """Tag and ``request_id`` of a worker frame, without decoding the rest (for relays).

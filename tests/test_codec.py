@@ -122,8 +122,15 @@ def test_sse_frame_text_with_newlines_stays_one_data_line() -> None:
 def test_envelope_tags_are_exactly_the_union_tags() -> None:
     response_tags = {cls.response_type for cls in _members(inference.WorkerResponse)}
     request_tags = {cls.request_type for cls in _members(inference.WorkerRequest)}
-    assert set(typing.get_args(codec.ResponseType)) == response_tags
-    assert set(typing.get_args(codec.RequestType)) == request_tags
+    response_envelopes = typing.get_args(codec.WorkerResponseEnvelopes)
+    request_envelopes = typing.get_args(codec.WorkerRequestEnvelopes)
+    assert {env.response_type for env in response_envelopes} == response_tags
+    assert {env.request_type for env in request_envelopes} == request_tags
+    assert all(issubclass(env, codec.WorkerResponseEnvelope) for env in response_envelopes)
+    assert all(issubclass(env, codec.WorkerRequestEnvelope) for env in request_envelopes)
+    # only the routing field is decoded
+    assert all(env.__struct_fields__ == ("request_id",) for env in response_envelopes)
+    assert all(env.__struct_fields__ == ("id",) for env in request_envelopes)
 
 
 @SETTINGS
