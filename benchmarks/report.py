@@ -2,8 +2,9 @@
 
     python -m benchmarks.report [--quick] [--json FILE] [--chart FILE]
 
-Times come from pytest-benchmark (``benchmarks/test_bench_codec.py``), run in this process's
-interpreter; every figure in the table is a ratio of two medians from the same run. Also
+Times come from pytest-benchmark (``benchmarks/test_bench_codec.py``), run with this
+interpreter; each case's figure is its lowest median over a few runs of the suite (see
+``best_medians``), and every figure in the tables is a ratio of two such medians. Also
 measured in the same run: memory per decoded ``WorkRequest``, cold import time of the
 schema modules, and tokens per second of a websocket -> SSE token stream on loopback.
 """
@@ -86,6 +87,22 @@ class Row:
     median: float
 
 
+def best_medians(runs: list[list[Row]]) -> list[Row]:
+    """Per case, the lowest of its medians over several runs of the suite.
+
+    This machine class shows slow periods lasting longer than one case's timing window (a
+    case timed inside one looks up to 2x slower, with a huge IQR), while pytest-benchmark times
+    cases one after another; the lowest per-run median is the figure least disturbed by that.
+    """
+    best: dict[tuple[str, str, str], Row] = {}
+    for rows in runs:
+        for row in rows:
+            key = (row.message, row.op, row.impl)
+            if key not in best or row.median < best[key].median:
+                best[key] = row
+    return list(best.values())
+
+
 def run_suite(quick: bool, out: Path) -> list[Row]:
     """Run the pytest-benchmark suite in a subprocess, return the medians (seconds)."""
     timing = (
@@ -126,9 +143,6 @@ def _fmt_time(seconds: float) -> str:
     if seconds < 1e-3:
         return f"{seconds * 1e6:.2f} us"
     return f"{seconds * 1e3:.2f} ms"
-
-
-IMPLS = ["struct", "struct-into", "struct-msgpack", "struct-peek", "view", "orjson", "json", "dict"]
 
 
 def table(rows: list[Row]) -> tuple[str, list[dict[str, Any]]]:
@@ -252,13 +266,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results as JSON to this file")
     parser.add_argument("--chart", type=Path, help="render a bar chart of the ratios (PNG) to this file")
     parser.add_argument("--no-stream", action="store_true", help="skip the websocket -> SSE streaming run")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=0,
+        help="runs of the suite; each case keeps its lowest median (default 2, full 3)",
+    )
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
     from benchmarks import measure, streaming
 
+    repeats = args.repeat or (2 if args.quick else 3)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = run_suite(args.quick, Path(tmp) / "bench.json")
+        rows = best_medians([run_suite(args.quick, Path(tmp) / f"bench-{i}.json") for i in range(repeats)])
 
     print("measuring memory, import time and streaming ...", file=sys.stderr, flush=True)
     memory = measure.work_request_memory()

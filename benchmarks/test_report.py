@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.report import Row, goals, table
+from benchmarks.report import Row, best_medians, goals, table
 
 
 def rows() -> list[Row]:
@@ -32,3 +32,10 @@ def test_goals_met_and_missed() -> None:
     assert by_goal["WorkRequest decode / orjson.loads"]["met"] == "not measured"
     assert by_goal["import / msgspec"]["met"] == "no"
     assert "| import / msgspec | 1.60x | <= 1.5x | no |" in text
+
+
+def test_best_medians_keeps_the_lowest_per_case() -> None:
+    first = [Row("T", "decode", "struct", 600e-9), Row("T", "decode", "orjson", 400e-9)]
+    second = [Row("T", "decode", "struct", 300e-9), Row("T", "decode", "orjson", 450e-9)]
+    best = {(r.message, r.op, r.impl): r.median for r in best_medians([first, second])}
+    assert best == {("T", "decode", "struct"): 300e-9, ("T", "decode", "orjson"): 400e-9}
