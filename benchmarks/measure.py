@@ -4,7 +4,6 @@ and an interleaved ratio timer used by the CI guard and the report."""
 from __future__ import annotations
 
 import gc
-import statistics
 import subprocess
 import sys
 import timeit
@@ -91,7 +90,3 @@ def interleaved(
         for name, fn in fns.items():
             samples[name].append(timeit.timeit(fn, number=number) / number)
     return {name: min(values) for name, values in samples.items()}
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)

@@ -205,9 +205,6 @@ def _frame_tag(data: Any, decoder: Any) -> str | None:
 # ------------------------------------------------------------------------------------ codecs
 
 
-Buffer = bytes | bytearray | memoryview
-
-
 class _CodecBase(Generic[T]):
     """What the JSON and MessagePack codecs share: decoding with limits and errors, and the
     per-thread encoders."""
