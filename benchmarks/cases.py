@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 
 from benchmarks import messages
@@ -129,7 +130,7 @@ def build_cases() -> list[Case]:
     cases: list[Case] = []
     for m in message_set():
         cases += _message_cases(m, views)
-    return cases + relay_cases() + construction_cases()
+    return cases + peek_cases() + relay_cases() + string_cases() + construction_cases()
 
 
 def _message_cases(m: Message, views: Any | None) -> list[Case]:
@@ -211,6 +212,69 @@ def _message_cases(m: Message, views: Any | None) -> list[Case]:
         ),
     ]
     return cases
+
+
+class _SkipAll(msgspec.Struct, gc=False):
+    """No fields: decoding a frame into it checks the JSON and skips every value. No msgspec
+    view struct can read a frame for less, so this is the floor under any msgspec peek."""
+
+
+def peek_cases() -> list[Case]:
+    """Reading a token frame's tag and ``request_id`` only, against what bounds it."""
+    token = messages.token_response()
+    frame = codec.worker_response.encode(token)
+    peek = codec.peek_worker_response
+    raw = codec.worker_response_envelope.decoder.decode
+    skip_all = msgspec.json.Decoder(_SkipAll).decode
+    want = ("token", token.request_id)
+
+    def check(fn: Callable[[bytes], Any]) -> Callable[[], None]:
+        def run() -> None:
+            env = fn(frame)
+            if (env.response_type, env.request_id) != want:
+                raise AssertionError("peek disagrees with the frame")
+
+        return run
+
+    def check_skip_all() -> None:
+        if skip_all(frame) != _SkipAll():
+            raise AssertionError("skip-all decode failed")
+
+    return [
+        Case("TokenResponse", "peek", "struct", lambda: peek(frame), check(peek)),
+        Case("TokenResponse", "peek", "struct-unchecked", lambda: raw(frame), check(raw)),
+        Case("TokenResponse", "peek", "msgspec-skip-all", lambda: skip_all(frame), check_skip_all),
+        Case("TokenResponse", "peek", "orjson", lambda: orjson.loads(frame)),
+    ]
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string value (not key) of a plain JSON document, depth first."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
+def string_cases() -> list[Case]:
+    """The 22 KB WorkRequest's string values alone (about 60% of its bytes), encoded as
+    one JSON array: string escaping is where msgspec and orjson differ most (orjson uses
+    AVX-512 when the CPU has it, msgspec scans byte by byte)."""
+    strings = _strings(orjson.loads(codec.worker_request.encode(messages.work_request())))
+    encode = msgspec.json.encode
+    return [
+        Case(
+            "WorkRequest strings",
+            "encode",
+            "msgspec",
+            lambda: encode(strings),
+            _expect_equal(lambda: orjson.loads(encode(strings)), strings, "WorkRequest strings"),
+        ),
+        Case("WorkRequest strings", "encode", "orjson", lambda: orjson.dumps(strings)),
+    ]
 
 
 def relay_cases() -> list[Case]:

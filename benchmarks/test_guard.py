@@ -82,6 +82,25 @@ def test_relay_peek_cheaper_than_decode_and_reencode() -> None:
     _best_of(3, check)
 
 
+def test_checked_peek_stays_close_to_msgspecs_floor() -> None:
+    """The codec's size check and error wrapping around the envelope decode are one Python
+    call: about 1.3-1.6x a bare decode that skips the whole frame. 2.5x means a regression."""
+    import msgspec
+
+    class SkipAll(msgspec.Struct):
+        pass
+
+    skip_all = msgspec.json.Decoder(SkipAll).decode
+    peek = codec.peek_worker_response
+
+    def check() -> tuple[bool, str]:
+        t = interleaved({"peek": lambda: peek(FRAME), "floor": lambda: skip_all(FRAME)}, number=2000)
+        ratio = t["peek"] / t["floor"]
+        return ratio < 2.5, f"peek costs {ratio:.2f}x a skip-all decode"
+
+    _best_of(3, check)
+
+
 def test_struct_decode_faster_than_pydantic_view() -> None:
     pytest.importorskip("pydantic", reason="the pydantic extra is not installed")
     try:

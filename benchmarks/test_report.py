@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.report import Row, best_medians, goals, table
+from benchmarks.report import Row, best_medians, bounds, goals, table
 
 
 def rows() -> list[Row]:
@@ -12,6 +12,9 @@ def rows() -> list[Row]:
         Row("TokenResponse", "decode", "view", 1000e-9),
         Row("TokenResponse", "relay", "struct", 500e-9),
         Row("TokenResponse", "relay", "struct-peek", 100e-9),
+        Row("TokenResponse", "peek", "struct", 150e-9),
+        Row("TokenResponse", "peek", "msgspec-skip-all", 125e-9),
+        Row("TokenResponse", "peek", "orjson", 250e-9),
     ]
 
 
@@ -39,3 +42,15 @@ def test_best_medians_keeps_the_lowest_per_case() -> None:
     second = [Row("T", "decode", "struct", 300e-9), Row("T", "decode", "orjson", 450e-9)]
     best = {(r.message, r.op, r.impl): r.median for r in best_medians([first, second])}
     assert best == {("T", "decode", "struct"): 300e-9, ("T", "decode", "orjson"): 400e-9}
+
+
+def test_peek_goal_and_its_bounds() -> None:
+    _, records = goals(rows(), {})
+    peek = next(r for r in records if r["goal"] == "envelope peek / orjson.loads")
+    assert (peek["ratio"], peek["met"]) == (0.6, "no")  # 150 / 250 > 0.35
+    text, found = bounds(rows())
+    by_label = {r["bound"].split(":")[0]: r for r in found}
+    assert by_label["msgspec skip-all decode / orjson.loads"]["ratio"] == 0.5
+    assert by_label["decode+encode / msgspec skip-all decode"]["ratio"] == 4.0  # 500 / 125
+    assert by_label["msgspec / orjson.dumps on the WorkRequest's string values alone"]["ratio"] is None
+    assert "| relay >= 3.5x |" in text
