@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: install test lint typecheck bench compat fuzz clean
+.PHONY: install test lint typecheck bench compat generate fuzz clean
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ test: install lint typecheck
 
 bench: install
 	$(BIN)/python -m benchmarks.report --quick
+
+# Regenerate every generated module: the blocking API client facade and the Pydantic views.
+generate: install
+	$(BIN)/python -m oasst_shared.api_client._generate_sync
+	$(BIN)/python -m oasst_compat._generate
 
 # Regenerate the Pydantic views in compat/oasst_compat from the structs.
 compat: install

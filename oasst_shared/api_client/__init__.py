@@ -10,6 +10,11 @@
         if isinstance(task, protocol.InitialPromptTask):
             ...
 
+For code without an event loop, ``OasstApiClientSync`` has the same methods, blocking::
+
+    with OasstApiClientSync("http://localhost:8080", api_key) as client:
+        task = client.fetch_random_task(user=user)
+
 Errors are ``OasstError`` subclasses (see ``_errors`` for the tree): the backend's own error
 answers keep their ``message`` and ``error_code``; anything unreadable becomes
 ``GENERIC_ERROR`` with the status and a short excerpt of the body; connection failures and
@@ -35,6 +40,7 @@ from oasst_shared.api_client._errors import (
 )
 from oasst_shared.api_client._models import CreateApiClientRequest, UserStatsTimeFrame, ValidLabelsResponse
 from oasst_shared.api_client._retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
+from oasst_shared.api_client._sync import OasstApiClientSync
 from oasst_shared.exceptions import OasstError, OasstErrorCode
 
 __all__ = [
@@ -42,6 +48,7 @@ __all__ = [
     "CreateApiClientRequest",
     "OasstApiAuthError",
     "OasstApiClient",
+    "OasstApiClientSync",
     "OasstApiConnectionError",
     "OasstApiError",
     "OasstApiNotFoundError",
