@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gc
 import inspect
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -260,3 +262,16 @@ def test_repr_never_shows_the_key() -> None:
         text = repr(api)
     assert text.startswith("OasstApiClientSync(backend_url='http://localhost:8080'")
     assert API_KEY not in text and "<hidden>" in text
+
+
+def test_a_script_that_never_closes_still_exits_at_once() -> None:
+    script = (
+        "from oasst_shared.api_client import OasstApiClientSync\n"
+        "client = OasstApiClientSync('http://127.0.0.1:9', 'sk-x')\n"
+    )
+    started = time.monotonic()
+    command = [sys.executable, "-W", "error::ResourceWarning", "-c", script]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("", "")  # no traceback, no warning from the cleanup
+    assert time.monotonic() - started < 30
