@@ -103,6 +103,8 @@ NO_SCHEMA = "no response schema in the spec"
 CALLS: dict[str, tuple[Call, Any]] = {
     "post": (lambda c: c.post("/api/v1/tasks/", {"type": "random"}), dict),
     "get": (lambda c: c.get("/api/v1/stats/"), dict),
+    "put": (lambda c: c.put(f"/api/v1/messages/{MESSAGE_ID}/tree/state", params={"halt": True}), dict),
+    "delete": (lambda c: c.delete(f"/api/v1/messages/{MESSAGE_ID}"), type(None)),
     "fetch_task": (
         lambda c: c.fetch_task(protocol.TaskRequestType.initial_prompt, USER, lang="en"),
         protocol.Task,
@@ -144,6 +146,8 @@ CALLS: dict[str, tuple[Call, Any]] = {
         lambda c: c.post_message_emoji(MESSAGE_ID, protocol.EmojiCode.thumbs_up, USER, protocol.EmojiOp.add),
         (protocol.Message, type(None)),
     ),
+    "delete_message": (lambda c: c.delete_message(MESSAGE_ID, user=USER), type(None)),
+    "undelete_message": (lambda c: c.undelete_message(str(MESSAGE_ID)), type(None)),
     "fetch_frontend_message": (lambda c: c.fetch_frontend_message("discord/msg 1"), protocol.Message),
     "fetch_frontend_message_conversation": (
         lambda c: c.fetch_frontend_message_conversation("fm-1"),
@@ -185,6 +189,13 @@ CALLS: dict[str, tuple[Call, Any]] = {
     "fetch_user_stats_time_frame": (
         lambda c: c.fetch_user_stats_time_frame(uuid.uuid4(), UserStatsTimeFrame.month),
         protocol.UserScore,
+    ),
+    "update_user": (lambda c: c.update_user(uuid.uuid4(), enabled=False, notes="spam wave"), type(None)),
+    "delete_user": (lambda c: c.delete_user(uuid.uuid4()), type(None)),
+    "delete_user_messages": (lambda c: c.delete_user_messages(uuid.uuid4(), user=USER), type(None)),
+    "delete_frontend_user_messages": (
+        lambda c: c.delete_frontend_user_messages("discord", "test user/1"),
+        type(None),
     ),
     "fetch_frontend_users": (lambda c: c.fetch_frontend_users(search_text="te", max_count=10), list),
     "create_frontend_user": (

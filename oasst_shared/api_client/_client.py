@@ -94,6 +94,17 @@ class OasstApiClient(BaseApiClient):
         response = await self._send("GET", path, params=params)
         return self._decode(response, _any, "GET", path) if response.content.strip() else None
 
+    async def put(self, path: str, data: Any = None, params: dict[str, Any] | None = None) -> Any:
+        """PUT ``data`` (when given) as JSON to ``path`` with query ``params``; the decoded JSON
+        answer, ``None`` when empty. PUT is idempotent, so failed attempts are retried."""
+        response = await self._send("PUT", path, body=data, params=params)
+        return self._decode(response, _any, "PUT", path) if response.content.strip() else None
+
+    async def delete(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """DELETE ``path`` (with query ``params``); the decoded JSON answer, ``None`` when empty."""
+        response = await self._send("DELETE", path, params=params)
+        return self._decode(response, _any, "DELETE", path) if response.content.strip() else None
+
     # ------------------------------------------------------------------------------ tasks
 
     async def fetch_task(
@@ -233,6 +244,16 @@ class OasstApiClient(BaseApiClient):
         return await self._call("POST", path, _message_or_none, body=body)
 
     # ----------------------------------------------------------- messages (by frontend id)
+
+    async def delete_message(self, message_id: str | UUID, *, user: UserRef = None) -> None:
+        """Mark a message deleted (``DELETE /api/v1/messages/{message_id}``)."""
+        path = f"{_V1}/messages/{_seg(message_id)}"
+        await self._call_no_content("DELETE", path, user=user, allows_user=True)
+
+    async def undelete_message(self, message_id: str | UUID, *, user: UserRef = None) -> None:
+        """Restore a message marked deleted (``PUT /api/v1/messages/{message_id}/undelete``)."""
+        path = f"{_V1}/messages/{_seg(message_id)}/undelete"
+        await self._call_no_content("PUT", path, user=user, allows_user=True)
 
     async def fetch_frontend_message(self, frontend_message_id: str) -> protocol.Message:
         """The message with the frontend's id ``frontend_message_id``."""
@@ -416,6 +437,36 @@ class OasstApiClient(BaseApiClient):
         frame = UserStatsTimeFrame(time_frame)
         return await self._call("GET", f"{_V1}/users/{_seg(user_id)}/stats/{_seg(frame)}", _user_score)
 
+    async def update_user(
+        self,
+        user_id: str | UUID,
+        *,
+        enabled: bool | None = None,
+        notes: str | None = None,
+        show_on_leaderboard: bool | None = None,
+        tos_acceptance: bool | None = None,
+    ) -> None:
+        """Change the given settings of a user (``PUT /api/v1/users/{user_id}``); the others
+        stay as they are. ``tos_acceptance=True`` records that the terms were accepted now."""
+        params = {
+            "enabled": enabled,
+            "notes": notes,
+            "show_on_leaderboard": show_on_leaderboard,
+            "tos_acceptance": tos_acceptance,
+        }
+        if all(value is None for value in params.values()):
+            raise ValueError("update_user: give at least one setting to change")
+        await self._call_no_content("PUT", f"{_V1}/users/{_seg(user_id)}", params=params)
+
+    async def delete_user(self, user_id: str | UUID) -> None:
+        """Delete a user (``DELETE /api/v1/users/{user_id}``)."""
+        await self._call_no_content("DELETE", f"{_V1}/users/{_seg(user_id)}")
+
+    async def delete_user_messages(self, user_id: str | UUID, *, user: UserRef = None) -> None:
+        """Mark every message of a user deleted (``DELETE /api/v1/users/{user_id}/messages``)."""
+        path = f"{_V1}/users/{_seg(user_id)}/messages"
+        await self._call_no_content("DELETE", path, user=user, allows_user=True)
+
     # --------------------------------------------------------------------- frontend users
 
     async def fetch_frontend_users(
@@ -510,6 +561,11 @@ class OasstApiClient(BaseApiClient):
         }
         path = f"{_V1}/frontend_users/{_seg(auth_method)}/{_seg(username)}/messages/cursor"
         return await self._call("GET", path, _message_page, params=params, user=user, allows_user=True)
+
+    async def delete_frontend_user_messages(self, auth_method: str, username: str) -> None:
+        """Mark every message of the user known to the frontend as ``username`` deleted."""
+        path = f"{_V1}/frontend_users/{_seg(auth_method)}/{_seg(username)}/messages"
+        await self._call_no_content("DELETE", path)
 
     # ------------------------------------------------------------------------------ stats
 

@@ -82,6 +82,16 @@ class OasstApiClientSync(SyncClientBase):
         """GET ``path`` (with query ``params``); the decoded JSON answer, ``None`` when empty."""
         return self._run(partial(self._client.get, path, params))
 
+    def put(self, path: str, data: Any = None, params: dict[str, Any] | None = None) -> Any:
+        """PUT ``data`` (when given) as JSON to ``path`` with query ``params``; the decoded JSON
+        answer, ``None`` when empty. PUT is idempotent, so failed attempts are retried.
+        """
+        return self._run(partial(self._client.put, path, data, params))
+
+    def delete(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """DELETE ``path`` (with query ``params``); the decoded JSON answer, ``None`` when empty."""
+        return self._run(partial(self._client.delete, path, params))
+
     def fetch_task(
         self,
         task_type: protocol.TaskRequestType | str,
@@ -196,6 +206,14 @@ class OasstApiClientSync(SyncClientBase):
         202 answer unspecified, while the backend sends the message.
         """
         return self._run(partial(self._client.post_message_emoji, message_id, emoji, user, op))
+
+    def delete_message(self, message_id: str | UUID, *, user: UserRef = None) -> None:
+        """Mark a message deleted (``DELETE /api/v1/messages/{message_id}``)."""
+        return self._run(partial(self._client.delete_message, message_id, user=user))
+
+    def undelete_message(self, message_id: str | UUID, *, user: UserRef = None) -> None:
+        """Restore a message marked deleted (``PUT /api/v1/messages/{message_id}/undelete``)."""
+        return self._run(partial(self._client.undelete_message, message_id, user=user))
 
     def fetch_frontend_message(self, frontend_message_id: str) -> protocol.Message:
         """The message with the frontend's id ``frontend_message_id``."""
@@ -389,6 +407,37 @@ class OasstApiClientSync(SyncClientBase):
         """The user's score in one time frame."""
         return self._run(partial(self._client.fetch_user_stats_time_frame, user_id, time_frame))
 
+    def update_user(
+        self,
+        user_id: str | UUID,
+        *,
+        enabled: bool | None = None,
+        notes: str | None = None,
+        show_on_leaderboard: bool | None = None,
+        tos_acceptance: bool | None = None,
+    ) -> None:
+        """Change the given settings of a user (``PUT /api/v1/users/{user_id}``); the others
+        stay as they are. ``tos_acceptance=True`` records that the terms were accepted now.
+        """
+        return self._run(
+            partial(
+                self._client.update_user,
+                user_id,
+                enabled=enabled,
+                notes=notes,
+                show_on_leaderboard=show_on_leaderboard,
+                tos_acceptance=tos_acceptance,
+            )
+        )
+
+    def delete_user(self, user_id: str | UUID) -> None:
+        """Delete a user (``DELETE /api/v1/users/{user_id}``)."""
+        return self._run(partial(self._client.delete_user, user_id))
+
+    def delete_user_messages(self, user_id: str | UUID, *, user: UserRef = None) -> None:
+        """Mark every message of a user deleted (``DELETE /api/v1/users/{user_id}/messages``)."""
+        return self._run(partial(self._client.delete_user_messages, user_id, user=user))
+
     def fetch_frontend_users(
         self,
         *,
@@ -489,6 +538,10 @@ class OasstApiClientSync(SyncClientBase):
                 user=user,
             )
         )
+
+    def delete_frontend_user_messages(self, auth_method: str, username: str) -> None:
+        """Mark every message of the user known to the frontend as ``username`` deleted."""
+        return self._run(partial(self._client.delete_frontend_user_messages, auth_method, username))
 
     def fetch_system_stats(self) -> protocol.SystemStats:
         """Message counts of the whole system."""
