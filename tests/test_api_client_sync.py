@@ -107,7 +107,7 @@ def test_every_async_method_has_a_blocking_twin_with_the_same_signature() -> Non
         assert twin is not None, f"OasstApiClientSync.{name} is missing"
         assert not inspect.iscoroutinefunction(twin), name
         assert inspect.signature(twin) == inspect.signature(getattr(OasstApiClient, name)), name
-        assert twin.__doc__ == getattr(OasstApiClient, name).__doc__, name
+        assert inspect.getdoc(twin) == inspect.getdoc(getattr(OasstApiClient, name)), name
 
 
 def test_constructor_takes_the_async_clients_settings_except_the_session() -> None:
