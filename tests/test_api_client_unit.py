@@ -224,3 +224,12 @@ def test_repr_hides_secrets() -> None:
     assert "root-secret" not in text
     assert "discord:42" not in text
     assert text.startswith("OasstApiClient(backend_url='http://localhost:8080', api_key=<hidden>")
+
+
+def test_default_http_status_per_class_and_an_explicit_one_wins() -> None:
+    assert OasstApiError("x").http_status_code == HTTPStatus.BAD_REQUEST
+    assert OasstApiConnectionError("x").http_status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert OasstApiTimeoutError("x").http_status_code == HTTPStatus.GATEWAY_TIMEOUT
+    explicit = OasstApiTimeoutError("x", OasstErrorCode.GENERIC_ERROR, HTTPStatus.REQUEST_TIMEOUT)
+    assert explicit.http_status_code == HTTPStatus.REQUEST_TIMEOUT
+    assert explicit.args[2] == HTTPStatus.REQUEST_TIMEOUT  # what pickling re-creates it from

@@ -24,6 +24,7 @@ timeouts.
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import ClassVar
 
 from oasst_shared.exceptions import OasstError, OasstErrorCode
 
@@ -65,11 +66,14 @@ class OasstApiError(OasstError):
     status_code: int | None
     body_excerpt: str | None
 
+    default_http_status: ClassVar[HTTPStatus] = HTTPStatus.BAD_REQUEST
+    """``http_status_code`` when none is given."""
+
     def __init__(
         self,
         message: str,
         error_code: OasstErrorCode = OasstErrorCode.GENERIC_ERROR,
-        http_status_code: HTTPStatus = HTTPStatus.BAD_REQUEST,
+        http_status_code: HTTPStatus | None = None,
         *,
         method: str = "",
         path: str = "",
@@ -78,6 +82,8 @@ class OasstApiError(OasstError):
     ) -> None:
         # The keyword attributes live in ``__dict__``, which pickling restores after
         # re-creating the exception from ``self.args``.
+        if http_status_code is None:
+            http_status_code = self.default_http_status
         super().__init__(message, error_code, http_status_code)
         self.method = method
         self.path = path
@@ -111,7 +117,7 @@ class OasstApiStatusError(OasstApiError):
         self,
         message: str,
         error_code: OasstErrorCode = OasstErrorCode.GENERIC_ERROR,
-        http_status_code: HTTPStatus = HTTPStatus.BAD_REQUEST,
+        http_status_code: HTTPStatus | None = None,
         *,
         method: str = "",
         path: str = "",
@@ -163,12 +169,13 @@ class OasstApiConnectionError(OasstApiError):
     """
 
     request_sent: bool
+    default_http_status = HTTPStatus.SERVICE_UNAVAILABLE
 
     def __init__(
         self,
         message: str,
         error_code: OasstErrorCode = OasstErrorCode.GENERIC_ERROR,
-        http_status_code: HTTPStatus = HTTPStatus.SERVICE_UNAVAILABLE,
+        http_status_code: HTTPStatus | None = None,
         *,
         method: str = "",
         path: str = "",
@@ -191,28 +198,7 @@ class OasstApiConnectionError(OasstApiError):
 class OasstApiTimeoutError(OasstApiConnectionError):
     """No complete answer within the timeout (retries and waits included)."""
 
-    def __init__(
-        self,
-        message: str,
-        error_code: OasstErrorCode = OasstErrorCode.GENERIC_ERROR,
-        http_status_code: HTTPStatus = HTTPStatus.GATEWAY_TIMEOUT,
-        *,
-        method: str = "",
-        path: str = "",
-        status_code: int | None = None,
-        body_excerpt: str | None = None,
-        request_sent: bool = True,
-    ) -> None:
-        super().__init__(
-            message,
-            error_code,
-            http_status_code,
-            method=method,
-            path=path,
-            status_code=status_code,
-            body_excerpt=body_excerpt,
-            request_sent=request_sent,
-        )
+    default_http_status = HTTPStatus.GATEWAY_TIMEOUT
 
 
 _STATUS_CLASSES: dict[int, type[OasstApiStatusError]] = {
