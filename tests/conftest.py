@@ -1,10 +1,25 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.fault_server import FaultServer, running_fault_server
 from tests.specs import SPECS_MISSING_REASON, load_spec, specs_available
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every ``pytest.mark.anyio`` test runs on both backends the client supports."""
+    return str(request.param)
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    """A scripted HTTP server on 127.0.0.1 (``tests/fault_server.py``)."""
+    with running_fault_server() as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session")

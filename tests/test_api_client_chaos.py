@@ -179,11 +179,6 @@ assert set(ERRORS_AFTER) == set(KINDS)
 # ------------------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 ServerFactory = Callable[..., ChaosServer]
 
 

@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from http import HTTPStatus
@@ -41,7 +41,6 @@ from tests.fault_server import (
     respond,
     respond_chunked,
     respond_json,
-    running_fault_server,
     stall,
     unused_port,
 )
@@ -55,17 +54,6 @@ TASK_ID = "497f6eca-6276-4993-bfeb-53cbbbba6f08"
 TASK_DONE = {"id": TASK_ID, "type": "task_done"}
 STATS = {"all": 10, "active": 8, "active_by_lang": {"en": 8}, "deleted": 2, "message_trees": 3}
 HANG_GUARD = 15.0  # seconds; only detects a hang, far above every timeout used here
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with running_fault_server() as srv:
-        yield srv
 
 
 class SleepRecorder:
@@ -254,9 +242,14 @@ async def test_get_502_is_retried_but_post_502_is_not(server: FaultServer, clien
 async def test_retries_stop_at_the_overall_timeout(server: FaultServer) -> None:
     server.script(*(respond(503, headers={"Retry-After": "0.3"}) for _ in range(12)))
     async with make_client(server.url, timeout=1.0, max_retries=10) as api:
-        with anyio.fail_after(HANG_GUARD), pytest.raises(OasstApiServerError):
+        started = anyio.current_time()
+        # Usually the client sees that the next wait would pass the deadline and gives up with
+        # the last 503; on a loaded machine the deadline may instead fall inside an attempt.
+        with anyio.fail_after(HANG_GUARD), pytest.raises((OasstApiServerError, OasstApiTimeoutError)):
             await api.fetch_system_stats()
-    assert 1 <= len(server.requests) < 11
+        elapsed = anyio.current_time() - started
+    assert 1 <= len(server.requests) < 11  # ten retries at 0.3 s apart would take 3 s
+    assert elapsed < 1.0 + 0.5
 
 
 async def test_connect_refused_is_retried_then_fails() -> None:

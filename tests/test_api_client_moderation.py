@@ -5,14 +5,14 @@ requests are retried where a POST would not be."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
 from oasst_shared.api_client import OasstApiClient, OasstApiNotFoundError
 from oasst_shared.schemas import protocol
-from tests.fault_server import FaultServer, RecordedRequest, respond, respond_json, running_fault_server
+from tests.fault_server import FaultServer, RecordedRequest, respond, respond_json
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -20,17 +20,6 @@ API_KEY = "sk-moderation-test-3c1d"
 USER = protocol.User(id="1234", display_name="Test User", auth_method="discord")
 MESSAGE_ID = uuid.UUID("6f1c2d3e-4b5a-4f60-8e7d-9c0b1a2f3e4d")
 USER_ID = uuid.UUID("0a9b8c7d-6e5f-4a3b-9c2d-1e0f9a8b7c6d")
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with running_fault_server() as srv:
-        yield srv
 
 
 @pytest.fixture

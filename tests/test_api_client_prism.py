@@ -42,11 +42,6 @@ WHEN = datetime(2023, 3, 1, 12, 0, tzinfo=timezone.utc)
 ALL_TASK_TAGS = {member.__struct_config__.tag for member in typing.get_args(protocol.AnyTask)}
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture(scope="session")
 def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockServer]:
     if not specs_available():

@@ -26,7 +26,7 @@ from oasst_shared.api_client import (
 )
 from oasst_shared.exceptions import OasstErrorCode
 from oasst_shared.schemas import protocol
-from tests.fault_server import FaultServer, respond, respond_json, running_fault_server, stall
+from tests.fault_server import FaultServer, respond, respond_json, stall
 
 API_KEY = "sk-sync-test-0b7f3a1e"
 USER = protocol.User(id="1234", display_name="Test User", auth_method="discord")
@@ -36,12 +36,6 @@ TASK_DONE = {"id": TASK_ID, "type": "task_done"}
 
 def loop_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "oasst-api-client" and t.is_alive()]
-
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with running_fault_server() as srv:
-        yield srv
 
 
 @pytest.fixture
