@@ -214,9 +214,16 @@ def _message_cases(m: Message, views: Any | None) -> list[Case]:
     return cases
 
 
-class _SkipAll(msgspec.Struct, gc=False):
+class SkipAll(msgspec.Struct, gc=False):
     """No fields: decoding a frame into it checks the JSON and skips every value. No msgspec
-    view struct can read a frame for less, so this is the floor under any msgspec peek."""
+    view struct can read a frame for less."""
+
+
+class RequestIdOnly(msgspec.Struct, gc=False):
+    """The least a relay must read: ``request_id``, every other key skipped (the tag too).
+    The floor under any msgspec peek a relay can route with."""
+
+    request_id: str | None = None
 
 
 def peek_cases() -> list[Case]:
@@ -225,7 +232,8 @@ def peek_cases() -> list[Case]:
     frame = codec.worker_response.encode(token)
     peek = codec.peek_worker_response
     raw = codec.worker_response_envelope.decoder.decode
-    skip_all = msgspec.json.Decoder(_SkipAll).decode
+    skip_all = msgspec.json.Decoder(SkipAll).decode
+    request_id_only = msgspec.json.Decoder(RequestIdOnly).decode
     want = ("token", token.request_id)
 
     def check(fn: Callable[[bytes], Any]) -> Callable[[], None]:
@@ -237,13 +245,20 @@ def peek_cases() -> list[Case]:
         return run
 
     def check_skip_all() -> None:
-        if skip_all(frame) != _SkipAll():
+        if skip_all(frame) != SkipAll():
             raise AssertionError("skip-all decode failed")
 
     return [
         Case("TokenResponse", "peek", "struct", lambda: peek(frame), check(peek)),
         Case("TokenResponse", "peek", "struct-unchecked", lambda: raw(frame), check(raw)),
         Case("TokenResponse", "peek", "msgspec-skip-all", lambda: skip_all(frame), check_skip_all),
+        Case(
+            "TokenResponse",
+            "peek",
+            "msgspec-request-id-only",
+            lambda: request_id_only(frame),
+            _expect_equal(lambda: request_id_only(frame).request_id, token.request_id, "request_id only"),
+        ),
         Case("TokenResponse", "peek", "orjson", lambda: orjson.loads(frame)),
     ]
 
