@@ -275,6 +275,7 @@ def machine() -> str:
     except (OSError, StopIteration):
         cpu = platform.processor() or "unknown CPU"
     import msgspec
+    import orjson
 
     try:
         import pydantic
@@ -284,7 +285,8 @@ def machine() -> str:
         pyd = "absent"
     return (
         f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"msgspec {msgspec.__version__}, pydantic {pyd}, {platform.system()} {platform.release()}"
+        f"msgspec {msgspec.__version__}, orjson {orjson.__version__}, pydantic {pyd}, "
+        f"{platform.system()} {platform.release()}"
     )
 
 
