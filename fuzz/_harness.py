@@ -51,6 +51,31 @@ def near_valid(data: bytes, pool: list[bytes]) -> bytes:
     return bytes(frame)
 
 
+def union_harness(
+    name: str, json_codec: Any, msgpack_codec: Any
+) -> tuple[Callable[[bytes], None], Callable[[], list[bytes]]]:
+    """``test_one_input`` and ``seeds`` for a union's JSON and MessagePack codecs: each input
+    is tried as JSON bytes, as ``str`` (surrogates allowed), as MessagePack, and as a few
+    edits of a valid frame in either format."""
+    from tests.strategies import instances
+    from tests.test_hostile_input import check_union_json, check_union_msgpack
+
+    pool_json = seeds_of(instances(json_codec.type), json_codec.encode, count=60)
+    pool_msgpack = seeds_of(instances(json_codec.type), msgpack_codec.encode, count=60)
+
+    def test_one_input(data: bytes) -> None:
+        check_union_json(name, data)
+        check_union_json(name, data.decode("utf-8", "surrogateescape"))
+        check_union_msgpack(name, data)
+        check_union_json(name, near_valid(data, pool_json))
+        check_union_msgpack(name, near_valid(data, pool_msgpack))
+
+    def seeds() -> list[bytes]:
+        return pool_json + pool_msgpack
+
+    return test_one_input, seeds
+
+
 def _dictionary_tokens(types: Iterable[Any]) -> set[bytes]:
     """Every field name and tag value reachable from ``types``, and the hostile snippets."""
     from tests.test_hostile_common import SNIPPETS
