@@ -74,3 +74,18 @@ def test_using_the_schemas_stays_light() -> None:
     assert report["probe_works"] is True
     assert report["found"] == []
     assert report["hardware"] is False
+
+
+def test_async_client_users_do_not_load_the_blocking_facade() -> None:
+    code = (
+        "import sys\n"
+        "import oasst_shared.api_client as api\n"
+        "before = 'anyio.from_thread' in sys.modules\n"
+        "cls = api.OasstApiClientSync\n"
+        "print(before, 'anyio.from_thread' in sys.modules, cls.__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True", "OasstApiClientSync"]

@@ -24,6 +24,8 @@ Logging goes to the ``oasst_shared.api_client`` logger: retries at INFO (method,
 wait), answers at DEBUG (status and size). Neither the API key nor any body is logged.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from oasst_shared.api_client._base import encode_body
 from oasst_shared.api_client._client import OasstApiClient, UserRef
 from oasst_shared.api_client._errors import (
@@ -40,8 +42,10 @@ from oasst_shared.api_client._errors import (
 )
 from oasst_shared.api_client._models import CreateApiClientRequest, UserStatsTimeFrame, ValidLabelsResponse
 from oasst_shared.api_client._retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
-from oasst_shared.api_client._sync import OasstApiClientSync
 from oasst_shared.exceptions import OasstError, OasstErrorCode
+
+if TYPE_CHECKING:
+    from oasst_shared.api_client._sync import OasstApiClientSync
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -67,3 +71,13 @@ __all__ = [
     "encode_body",
     "parse_retry_after",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The blocking facade imports anyio's thread portal (about 10 ms), which async users never
+    # need: it is loaded on first use.
+    if name == "OasstApiClientSync":
+        from oasst_shared.api_client._sync import OasstApiClientSync
+
+        return OasstApiClientSync
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
