@@ -18,6 +18,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,14 +217,24 @@ def table(rows: list[Row]) -> tuple[str, list[dict[str, Any]]]:
     return "\n".join(lines), records
 
 
-def goals(rows: list[Row], extra: dict[str, tuple[float, float, str]]) -> tuple[str, list[dict[str, Any]]]:
+def _ratios(rows: list[Row]) -> Callable[[tuple[str, str, str], tuple[str, str, str]], float | None]:
+    """``ratio(numerator, denominator)`` of two cases' medians, ``None`` when one is missing."""
     medians = {(r.message, r.op, r.impl): r.median for r in rows}
+
+    def ratio(num: tuple[str, str, str], den: tuple[str, str, str]) -> float | None:
+        a, b = medians.get(num), medians.get(den)
+        return a / b if a and b else None
+
+    return ratio
+
+
+def goals(rows: list[Row], extra: dict[str, tuple[float, float, str]]) -> tuple[str, list[dict[str, Any]]]:
+    ratio = _ratios(rows)
     lines = ["| goal | measured | target | met |", "|---|---|---|---|"]
     records: list[dict[str, Any]] = []
     items: list[tuple[str, float | None, float, str]] = []
     for label, num, den, target, sense in GOALS:
-        a, b = medians.get(num), medians.get(den)
-        items.append((label, a / b if a and b else None, target, sense))
+        items.append((label, ratio(num, den), target, sense))
     for label, (value, target, sense) in extra.items():
         items.append((label, value, target, sense))
     for label, value, target, sense in items:
@@ -240,12 +251,11 @@ def goals(rows: list[Row], extra: dict[str, tuple[float, float, str]]) -> tuple[
 
 def bounds(rows: list[Row]) -> tuple[str, list[dict[str, Any]]]:
     """The ratios that show how far msgspec itself allows the goals in ``BOUNDS`` to go."""
-    medians = {(r.message, r.op, r.impl): r.median for r in rows}
+    ratio = _ratios(rows)
     lines = ["| bound | measured | for the goal |", "|---|---|---|"]
     records: list[dict[str, Any]] = []
     for label, num, den, goal in BOUNDS:
-        a, b = medians.get(num), medians.get(den)
-        value = a / b if a and b else None
+        value = ratio(num, den)
         lines.append(f"| {label} | {f'{value:.2f}x' if value is not None else '-'} | {goal} |")
         records.append({"bound": label, "ratio": value, "goal": goal})
     return "\n".join(lines), records

@@ -82,6 +82,17 @@ def test_generator_refuses_a_name_it_cannot_import(tmp_path: Path, monkeypatch: 
         _generate_sync.render()
 
 
+def test_generator_refuses_star_args(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = _generate_sync.CLIENT_SOURCE.read_text(encoding="utf-8")
+    altered = tmp_path / "_client.py"
+    original = "async def close_task(self, message_id: str)"
+    star = source.replace(original, "async def close_task(self, *ids: str)")
+    altered.write_text(star, encoding="utf-8")
+    monkeypatch.setattr(_generate_sync, "CLIENT_SOURCE", altered)
+    with pytest.raises(_generate_sync.GenerateError, match=r"\*args"):
+        _generate_sync.render()
+
+
 # -------------------------------------------------------------------------------- same API
 
 

@@ -78,42 +78,25 @@ def _class(tree: ast.Module, name: str) -> ast.ClassDef:
 
 def _parameters(args: ast.arguments, drop: frozenset[str] = frozenset()) -> tuple[str, str, list[ast.AST]]:
     """The signature text, the call's arguments text, and the annotations and defaults kept."""
-    positional = [*args.posonlyargs, *args.args]
-    padded: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults))
-    pairs = list(zip(positional, [*padded, *args.defaults], strict=True))
-    if not pairs or pairs[0][0].arg != "self":
+    if args.posonlyargs or args.vararg or args.kwarg:
+        raise GenerateError("positional-only, *args and **kwargs parameters are not mirrored")
+    padded: list[ast.expr | None] = [None] * (len(args.args) - len(args.defaults))
+    positional = list(zip(args.args, [*padded, *args.defaults], strict=True))
+    keyword = list(zip(args.kwonlyargs, args.kw_defaults, strict=True))
+    if not positional or positional[0][0].arg != "self":
         raise GenerateError("expected a method whose first parameter is self")
-    pairs = [(a, d) for a, d in pairs[1:] if a.arg not in drop]
-    if args.posonlyargs:
-        raise GenerateError("positional-only parameters are not mirrored")
+    positional = [(a, d) for a, d in positional[1:] if a.arg not in drop]
+    keyword = [(a, d) for a, d in keyword if a.arg not in drop]
 
     def one(arg: ast.arg, default: ast.expr | None) -> str:
-        text = arg.arg
-        if arg.annotation is not None:
-            text += f": {ast.unparse(arg.annotation)}"
-        if default is not None:
-            text += f" = {ast.unparse(default)}" if arg.annotation is not None else f"={ast.unparse(default)}"
-        return text
+        # Spacing is left to ruff, which formats the output.
+        annotation = f": {ast.unparse(arg.annotation)}" if arg.annotation else ""
+        return arg.arg + annotation + (f" = {ast.unparse(default)}" if default else "")
 
-    signature = ["self"] + [one(a, d) for a, d in pairs]
-    call = [a.arg for a, _ in pairs]
-    kept: list[ast.AST] = [n for a, d in pairs for n in (a.annotation, d) if n is not None]
-    if args.vararg is not None:
-        kept += [args.vararg.annotation] if args.vararg.annotation else []
-        signature.append("*" + one(args.vararg, None))
-        call.append(f"*{args.vararg.arg}")
-    elif args.kwonlyargs:
-        signature.append("*")
-    for arg, default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
-        if arg.arg in drop:
-            continue
-        signature.append(one(arg, default))
-        call.append(f"{arg.arg}={arg.arg}")
-        kept += [n for n in (arg.annotation, default) if n is not None]
-    if args.kwarg is not None:
-        kept += [args.kwarg.annotation] if args.kwarg.annotation else []
-        signature.append("**" + one(args.kwarg, None))
-        call.append(f"**{args.kwarg.arg}")
+    signature = ["self", *(one(a, d) for a, d in positional), *(["*"] if keyword else [])]
+    signature += [one(a, d) for a, d in keyword]
+    call = [a.arg for a, _ in positional] + [f"{a.arg}={a.arg}" for a, _ in keyword]
+    kept: list[ast.AST] = [n for a, d in positional + keyword for n in (a.annotation, d) if n is not None]
     return ", ".join(signature), ", ".join(call), kept
 
 

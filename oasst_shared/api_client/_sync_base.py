@@ -9,7 +9,6 @@ async client's own: the facade has no request logic of its own.
 from __future__ import annotations
 
 import contextlib
-import threading
 import weakref
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -49,7 +48,7 @@ class SyncClientBase:
             raise
         self._portal = portal
         self._client = client
-        self._lock = threading.Lock()
+        # Calling a finalizer is atomic and runs its function once, whoever calls it first.
         self._finalizer = weakref.finalize(self, _shutdown, stack, portal, client)
 
     @property
@@ -73,8 +72,7 @@ class SyncClientBase:
     def close(self) -> None:
         """Close the HTTP session and stop the loop thread. Safe to call more than once;
         call it (or use ``with``) after the last request has returned."""
-        with self._lock:
-            self._finalizer()
+        self._finalizer()
 
     def __enter__(self: _S) -> _S:
         return self
