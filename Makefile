@@ -1,31 +1,67 @@
-# Every target bootstraps .venv itself: a fresh clone needs only python3 (and npm for the mock server).
+# Every target bootstraps what it needs: a fresh clone needs only python3 (and npm for the mock server).
+#
+# Installs are locked: `make install` builds .venv with exactly the versions in uv.lock (uv, itself
+# pinned below, is installed into .uv/ first). A new release of anything changes nothing here until
+# `make lock` updates uv.lock on purpose. `make test-latest` / `make test-lowest` run the same checks
+# against the newest / the oldest versions that pyproject.toml allows, in venvs of their own.
 PY ?= python3
-VENV := .venv
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+UV := .uv/bin/uv
+# uv may only use the Python given, never download one.
+export UV_PYTHON_DOWNLOADS := never
+VENV ?= .venv
+BIN = $(VENV)/bin
+STAMP := .venv/.installed
 PYTEST_FLAGS ?=
+# The extras the tests exercise (the dev group is installed by default).
+EXTRAS := --extra pydantic --extra hardware --extra redis
 
-.PHONY: install test lint typecheck bench compat generate fuzz clean
+.PHONY: install lock test check lint typecheck pytest test-latest test-lowest bench compat generate fuzz clean
+
+$(UV):
+	$(PY) -m pip install -q --disable-pip-version-check --target .uv uv==$(UV_VERSION)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml $(wildcard package-lock.json)
-	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,pydantic,hardware]'
+$(STAMP): pyproject.toml uv.lock $(wildcard package-lock.json) | $(UV)
+	$(UV) sync -q --locked --python $(PY) $(EXTRAS)
 	@# The backend mock server (prism) for the API client tests, into ./node_modules.
 	@if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; fi
 	touch $(STAMP)
 
-lint: install
+# Re-resolve every dependency to its newest allowed version and rewrite uv.lock (then review and commit it).
+lock: $(UV)
+	$(UV) lock --upgrade --python $(PY)
+
+# The locked run: what CI runs (.ci/run).
+test: install
+	$(MAKE) --no-print-directory check
+
+# ruff, mypy and pytest with the interpreter of $(VENV).
+check: lint typecheck pytest
+
+lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: install
+typecheck:
 	$(BIN)/mypy
 
-test: install lint typecheck
+pytest:
 	$(BIN)/pytest $(PYTEST_FLAGS)
+
+# The same checks against the newest (test-latest) or oldest (test-lowest: each direct dependency at
+# the lower bound pyproject.toml names) versions allowed, resolved now, outside the lock.
+test-latest: RESOLUTION := highest
+test-lowest: RESOLUTION := lowest-direct
+test-latest test-lowest: $(UV) $(STAMP)
+	rm -rf .venv-$(RESOLUTION)
+	$(UV) venv -q --python $(PY) .venv-$(RESOLUTION)
+	$(UV) pip install -q --python .venv-$(RESOLUTION)/bin/python --resolution $(RESOLUTION) \
+		-e . --group dev $(EXTRAS)
+	@$(UV) pip list --python .venv-$(RESOLUTION)/bin/python 2>/dev/null \
+		| grep -E -i '^(msgspec|orjson|pydantic|httpx|anyio|redis|hiredis) ' | tr -s ' ' | paste -sd, -
+	$(MAKE) --no-print-directory check VENV=.venv-$(RESOLUTION)
 
 bench: install
 	$(BIN)/python -m benchmarks.report --quick
@@ -46,7 +82,6 @@ FUZZ_HARNESSES := worker_response worker_request peek decode_lines sse msgpack_f
 # runs FUZZ_SECONDS (60 s in all by default). A crash stops the target and its input is saved in
 # .fuzz/ (replay: python -m fuzz.fuzz_NAME FILE); make it a regression test in tests/.
 fuzz: install
-	@$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/python -m pip install -q atheris
 	@mkdir -p .fuzz
 	@for h in $(FUZZ_HARNESSES); do \
 		$(BIN)/python -m fuzz.fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -timeout=30 -rss_limit_mb=4096 \
@@ -55,4 +90,5 @@ fuzz: install
 	done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks .fuzz node_modules
+	rm -rf .venv .venv-highest .venv-lowest-direct .uv .pytest_cache .mypy_cache .ruff_cache .benchmarks \
+		.fuzz node_modules
