@@ -1,7 +1,8 @@
-"""Access to the reference specs in ``../shared/specs`` (or ``$OASST_SPECS_DIR``).
+"""Access to the reference specs: the copies in ``tests/data/reference`` (or ``$OASST_SPECS_DIR``).
 
-The specs are never copied into the repository. Tests that need them use the ``ref_models``
-/ ``backend_openapi`` fixtures, which skip with a reason only when the folder is absent.
+``tests/data/reference/README.md`` says where the copies come from. Tests read them through
+``load_spec`` or the ``ref_models`` / ``backend_openapi`` fixtures; a folder named by
+``OASST_SPECS_DIR`` that lacks a file is an error, never a skip.
 """
 
 from __future__ import annotations
@@ -13,26 +14,21 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+REFERENCE_DATA = REPO_ROOT / "tests" / "data" / "reference"
+"""The in-repository copies of the reference specs."""
+SHARED_SPECS = REPO_ROOT.parent / "shared" / "specs"
+"""Where the project's shared specs folder lies beside a checkout, when it does."""
 
 
 def specs_dir() -> Path:
     env = os.environ.get("OASST_SPECS_DIR")
-    if env:
-        return Path(env)
-    return REPO_ROOT.parent / "shared" / "specs"
-
-
-SPECS_MISSING_REASON = (
-    f"reference specs folder not found at {specs_dir()} "
-    "(set OASST_SPECS_DIR to the folder holding oasst-reference-models.json)"
-)
-
-
-def specs_available() -> bool:
-    return (specs_dir() / "oasst-reference-models.json").is_file()
+    return Path(env) if env else REFERENCE_DATA
 
 
 @cache
 def load_spec(name: str) -> Any:
-    with open(specs_dir() / name, encoding="utf-8") as f:
+    path = specs_dir() / name
+    if not path.is_file():
+        raise FileNotFoundError(f"reference spec {name} not found in {path.parent} (see OASST_SPECS_DIR)")
+    with open(path, encoding="utf-8") as f:
         return json.load(f)

@@ -29,7 +29,7 @@ from oasst_shared.api_client import (
 from oasst_shared.exceptions import OasstErrorCode
 from oasst_shared.schemas import protocol
 from tests.backend_mock import DYNAMIC, PRISM_BIN, PRISM_MISSING_MESSAGE, MockServer, start_prism, stop_prism
-from tests.specs import SPECS_MISSING_REASON, specs_available, specs_dir
+from tests.specs import specs_dir
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -44,8 +44,6 @@ ALL_TASK_TAGS = {member.__struct_config__.tag for member in typing.get_args(prot
 
 @pytest.fixture(scope="session")
 def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockServer]:
-    if not specs_available():
-        pytest.skip(SPECS_MISSING_REASON)
     if not PRISM_BIN.exists():
         pytest.fail(PRISM_MISSING_MESSAGE, pytrace=False)
     server = start_prism(specs_dir() / "backend-openapi.json", tmp_path_factory.mktemp("prism"))
