@@ -1,0 +1,288 @@
+"""The measured process: an inference server's token path, in one of four variants.
+
+``python -m benchmarks.server_path.server VARIANT REDIS_URL`` listens on a free 127.0.0.1 port
+and prints ``PORT <n>`` once ready. Endpoints (one port):
+
+* ``GET /work`` (websocket): a worker's frames, one ``WorkerResponse`` JSON document per text
+  frame, as the reference worker sends them.
+* ``GET /chat/{message_id}/stream``: the chat's Server-Sent Events, one event per frame, ending
+  after the terminal frame (``generated_text`` or an error).
+* ``GET /stats``: this process's CPU time so far (user + system seconds), for the load process
+  to read before and after a phase.
+
+Variants (``message_id`` is the frame's ``request_id``: the reference looks it up in a dict):
+
+* ``views``: the reference's pattern with the Pydantic v2 views: decode each frame through
+  ``WorkerResponse``, ``RPUSH message:{id}`` its ``model_dump_json``; the event stream handler
+  ``BLPOP``s one item per round trip, decodes it and writes it re-encoded as an event.
+* ``structs``: the same pattern with the msgspec structs (``oasst_shared.codec``).
+* ``relay``: ``oasst_shared.relay``: the worker handler peeks each frame and publishes the same
+  bytes (group commit); the event stream handler reads ``relay.stream(raw=True)`` and forwards
+  each frame unchanged as the event's data.
+* ``floor``: no Redis at all: the worker handler hands each frame to the browser's handler in
+  this process (an ``asyncio.Queue``). What websocket + SSE framing alone cost here.
+
+Writes to a browser are corked per loop iteration (one ``send`` for all the events a handler
+wrote in that iteration), the same for every variant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from benchmarks.server_path import wire
+from oasst_shared import codec
+
+TERMINAL = frozenset({"generated_text", "error", "internal_error", "internal_finished_message"})
+QUEUE_PREFIX = "message:"
+STREAM_TIMEOUT = 120.0
+SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+    b"Connection: close\r\n\r\n"
+)
+
+OnFrame = Callable[[bytes], Awaitable[None]]
+Write = Callable[[bytes], None]
+Stream = Callable[[str, Write], Awaitable[None]]
+
+
+class CorkedWriter:
+    """Gathers what a handler writes in one loop iteration into one ``transport.write``."""
+
+    def __init__(self, transport: asyncio.BaseTransport) -> None:
+        self._transport: Any = transport
+        self._parts: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes) -> None:
+        if not self._parts:
+            self._loop.call_soon(self.flush)
+        self._parts.append(data)
+
+    def flush(self) -> None:
+        if self._parts:
+            data = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+            self._parts.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+
+class Variant:
+    """A worker-frame handler and a chat stream handler, plus their set-up and tear-down."""
+
+    async def start(self) -> None:
+        """Connect what the variant needs."""
+
+    async def stop(self) -> None:
+        """Release it."""
+
+    async def on_frame(self, frame: bytes) -> None:
+        raise NotImplementedError
+
+    async def stream(self, message_id: str, write: Write) -> None:
+        raise NotImplementedError
+
+
+class _PerMessage(Variant):
+    """The reference's pattern: one ``RPUSH`` per frame, one ``BLPOP`` per event."""
+
+    def __init__(self, redis_url: str) -> None:
+        import redis.asyncio
+
+        self.redis = redis.asyncio.Redis.from_url(redis_url)
+
+    async def stop(self) -> None:
+        await self.redis.aclose()
+
+    def decode(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+    def encode(self, msg: Any) -> bytes:
+        raise NotImplementedError
+
+    async def on_frame(self, frame: bytes) -> None:
+        msg = self.decode(frame)
+        await self.redis.rpush(QUEUE_PREFIX + msg.request_id, self.encode(msg))
+
+    async def stream(self, message_id: str, write: Write) -> None:
+        key = QUEUE_PREFIX + message_id
+        while True:
+            item = await self.redis.blpop([key], timeout=STREAM_TIMEOUT)
+            if item is None:
+                return
+            msg = self.decode(item[1])
+            write(b"data: " + self.encode(msg) + b"\n\n")
+            if msg.response_type in TERMINAL:
+                return
+
+
+class Views(_PerMessage):
+    def __init__(self, redis_url: str) -> None:
+        super().__init__(redis_url)
+        from pydantic import TypeAdapter
+
+        from oasst_compat.schemas import inference as views
+
+        self._adapter: Any = TypeAdapter(views.WorkerResponse)
+
+    def decode(self, data: bytes) -> Any:
+        return self._adapter.validate_json(data)
+
+    def encode(self, msg: Any) -> bytes:
+        return msg.model_dump_json().encode()  # type: ignore[no-any-return]
+
+
+class Structs(_PerMessage):
+    def decode(self, data: bytes) -> Any:
+        return codec.worker_response.decode(data)
+
+    def encode(self, msg: Any) -> bytes:
+        return codec.worker_response.encode(msg)
+
+
+class RelayVariant(Variant):
+    def __init__(self, redis_url: str) -> None:
+        from oasst_shared.relay import Relay
+
+        self.relay = Relay(redis_url)
+
+    async def start(self) -> None:
+        await self.relay.__aenter__()
+
+    async def stop(self) -> None:
+        await self.relay.__aexit__(None, None, None)
+
+    async def on_frame(self, frame: bytes) -> None:
+        env = codec.peek_worker_response(frame)
+        await self.relay.publish(env.request_id, frame)
+
+    async def stream(self, message_id: str, write: Write) -> None:
+        async for frame in self.relay.stream(message_id, timeout=STREAM_TIMEOUT, raw=True):
+            write(b"data: " + frame + b"\n\n")
+
+
+class Floor(Variant):
+    def __init__(self, redis_url: str) -> None:
+        self.queues: dict[str, asyncio.Queue[bytes]] = {}
+
+    def _queue(self, message_id: str) -> asyncio.Queue[bytes]:
+        queue = self.queues.get(message_id)
+        if queue is None:
+            queue = self.queues[message_id] = asyncio.Queue()
+        return queue
+
+    async def on_frame(self, frame: bytes) -> None:
+        env = codec.peek_worker_response(frame)
+        self._queue(env.request_id).put_nowait(frame)
+
+    async def stream(self, message_id: str, write: Write) -> None:
+        queue = self._queue(message_id)
+        try:
+            while True:
+                frame = await asyncio.wait_for(queue.get(), STREAM_TIMEOUT)
+                write(b"data: " + frame + b"\n\n")
+                if codec.peek_worker_response(frame).response_type in TERMINAL:
+                    return
+        finally:
+            self.queues.pop(message_id, None)
+
+
+VARIANTS: dict[str, Callable[[str], Variant]] = {
+    "floor": Floor,
+    "views": Views,
+    "structs": Structs,
+    "relay": RelayVariant,
+}
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far (all threads, user + system), at nanosecond resolution."""
+    return time.process_time()
+
+
+async def _worker(variant: Variant, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    parser = wire.FrameParser()
+    on_frame = variant.on_frame
+    while data := await reader.read(1 << 18):
+        for opcode, payload in parser.feed(data):
+            if opcode in (wire.OP_TEXT, wire.OP_BINARY):
+                await on_frame(payload)
+            elif opcode == wire.OP_PING:
+                writer.write(wire.server_frame(payload, wire.OP_PONG))
+            elif opcode == wire.OP_CLOSE:
+                writer.write(wire.server_frame(payload[:2], wire.OP_CLOSE))
+                return
+
+
+async def _handle(variant: Variant, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+        _method, target, headers = wire.parse_head(head)
+        if target == "/work":
+            writer.write(wire.handshake_response(headers))
+            await _worker(variant, reader, writer)
+        elif target.startswith("/chat/") and target.endswith("/stream"):
+            message_id = target[len("/chat/") : -len("/stream")]
+            corked = CorkedWriter(writer.transport)
+            corked.write(SSE_HEAD)
+            await variant.stream(message_id, corked.write)
+            corked.flush()
+        elif target == "/stats":
+            body = json.dumps({"cpu": cpu_seconds(), "pid": os.getpid()}).encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+        else:
+            writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    except Exception as exc:
+        print(f"server: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        raise
+    finally:
+        writer.close()
+
+
+async def serve(variant_name: str, redis_url: str, port: int = 0) -> None:
+    """Run the server until SIGTERM or SIGINT; prints ``PORT <n>`` when it accepts connections."""
+    variant = VARIANTS[variant_name](redis_url)
+    await variant.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _handle(variant, reader, writer)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=4096)
+    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        with contextlib.suppress(Exception):
+            await variant.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] not in VARIANTS:
+        raise SystemExit(f"usage: python -m benchmarks.server_path.server {{{','.join(VARIANTS)}}} REDIS_URL")
+    from benchmarks.server_path.load import raise_fd_limit
+
+    raise_fd_limit()
+    asyncio.run(serve(args[0], args[1]))
+
+
+if __name__ == "__main__":
+    main()
