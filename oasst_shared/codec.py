@@ -38,7 +38,6 @@ Design (each choice measured in ``benchmarks/``):
 from __future__ import annotations
 
 import io
-import re
 import threading
 import typing
 from collections.abc import Callable, Iterable, Iterator
@@ -46,6 +45,7 @@ from typing import Any, ClassVar, Final, Generic, TypeVar, Union, cast
 
 import msgspec
 
+from oasst_shared._decode_errors import DECODE_ERRORS, describe, shorten, type_name
 from oasst_shared.schemas import inference, protocol
 from oasst_shared.schemas.base import OasstStruct
 
@@ -79,18 +79,6 @@ T = TypeVar("T")
 DEFAULT_MAX_FRAME_SIZE: Final = 16 * 1024 * 1024
 """Largest frame a codec decodes unless told otherwise (16 MiB); larger ones are rejected."""
 
-_PATH_RE = re.compile(r" - at `(\$[^`]*)`$")
-
-# What msgspec raises on bad input: its own errors, ``RecursionError`` on absurd nesting, and
-# ``UnicodeError``: a ``UnicodeDecodeError`` for invalid UTF-8 inside a string (msgspec leaves
-# that check to CPython) or a ``UnicodeEncodeError`` for a lone surrogate in ``str`` input.
-_DECODE_ERRORS: Final = (msgspec.DecodeError, RecursionError, UnicodeError)
-
-_MAX_QUOTE: Final = 120
-"""An error message keeps at most this many characters of msgspec's detail (which may quote
-an offending value of any length) and of a frame's tag."""
-
-
 # What makes an NDJSON line blank, for bytes and str lines alike: ASCII whitespace (as
 # ``bytes.strip()``), not str.strip()'s Unicode whitespace (\x1c-\x1f, \x85, \u2028, ...).
 _BLANK: Final = " \t\n\r\x0b\x0c"
@@ -103,35 +91,42 @@ def _is_blank(line: bytes | str) -> bool:
     return not line.strip(_BLANK_BYTES)
 
 
-def _shorten(text: str, limit: int = _MAX_QUOTE) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}...({len(text) - limit} more characters)"
-
-
-def _type_name(tp: Any) -> str:
-    """A readable name for a struct class or one of the union aliases."""
-    for module in (inference, protocol):
-        for name in ("WorkerRequest", "WorkerResponse", "AnyTask", "AnyInteraction"):
-            if getattr(module, name, None) is tp:
-                return f"{module.__name__.rsplit('.', 1)[-1]}.{name}"
-    return getattr(tp, "__name__", repr(tp))
-
-
 class FrameDecodeError(msgspec.DecodeError):
     """A frame that could not be decoded as the expected message type.
 
     A ``ValueError`` (and a ``msgspec.DecodeError``). Attributes: ``type_name`` (what was
-    expected), ``path`` (JSON path of the offending value, e.g. ``$.thread.messages[3].role``,
-    or ``None``), ``tag`` (the frame's tag value when it could be read, else ``None``) and
-    ``size`` (the frame's length in bytes). The message never includes the frame itself; an
-    offending value or tag it quotes is cut to about a hundred characters.
+    expected), ``path`` (JSON path of the offending value, e.g. ``$.thread.messages[3].role``;
+    the missing field itself for a missing one, ``$.type`` for a missing tag; ``$`` when the
+    frame as a whole is wrong, ``None`` for a broken stream framing), ``in_key`` (the offending
+    value is a key of the mapping at ``path``), ``byte`` / ``line`` / ``column`` (where
+    malformed JSON or invalid UTF-8 starts, else ``None``), ``tag`` (the frame's tag value when
+    it could be read, else ``None``) and ``size`` (the frame's length in bytes). The message
+    never includes the frame itself; an offending value or tag it quotes is cut to about a
+    hundred characters.
     """
 
-    def __init__(self, message: str, *, type_name: str, path: str | None, tag: str | None, size: int) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        type_name: str,
+        path: str | None,
+        tag: str | None,
+        size: int,
+        in_key: bool = False,
+        byte: int | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.type_name = type_name
         self.path = path
         self.tag = tag
         self.size = size
+        self.in_key = in_key
+        self.byte = byte
+        self.line = line
+        self.column = column
 
 
 # --------------------------------------------------------------------------------- envelopes
@@ -197,7 +192,7 @@ _tag_decoder_msgpack = msgspec.msgpack.Decoder(_TagOnly)
 def _frame_tag(data: Any, decoder: Any) -> str | None:
     try:
         found = decoder.decode(data)
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return None
     for value in (found.response_type, found.request_type, found.type):
         if isinstance(value, str):
@@ -225,7 +220,7 @@ class _CodecBase(Generic[T]):
         self, type: Any, decoder: Any, encoder_class: Any, max_frame_size: int, name: str | None
     ) -> None:
         self.type = type
-        self.type_name = name or _type_name(type)
+        self.type_name = name or type_name(type)
         self._max_frame_size = max_frame_size
         self.decoder = decoder
         """The underlying msgspec decoder: its ``decode`` skips our frame-size check and raises
@@ -246,7 +241,7 @@ class _CodecBase(Generic[T]):
         limit = self._max_frame_size
         error = self._error
         too_large = self._too_large
-        errors = _DECODE_ERRORS
+        errors = DECODE_ERRORS
         _len = len  # a closure cell is cheaper to load than the builtin, measurably so here
 
         def decode(data: Any) -> T:
@@ -261,29 +256,19 @@ class _CodecBase(Generic[T]):
         return decode
 
     def _error(self, data: Any, exc: BaseException) -> FrameDecodeError:
-        size = len(data)
-        nested = isinstance(exc, RecursionError)
-        if nested:
-            detail = "input nested too deeply"
-        elif isinstance(exc, UnicodeEncodeError):
-            detail = "str input holds a lone surrogate (not encodable as UTF-8)"
-        elif isinstance(exc, UnicodeError):
-            detail = f"invalid UTF-8 in a string ({getattr(exc, 'reason', exc)})"
-        else:
-            detail = str(exc)
-        match = _PATH_RE.search(detail)
-        path = match.group(1) if match else None
-        # msgspec may quote the offending value whole: keep the message (and logs) bounded.
-        cut = match.start() if match else len(detail)
-        detail = _shorten(detail[:cut]) + detail[cut:]
-        tag = None if nested else _frame_tag(data, self._tag_decoder)
-        where = f" (tag {_shorten(repr(tag))})" if tag is not None else ""
+        problem = describe(exc, data, self.type_name.rpartition(".")[2])
+        tag = None if isinstance(exc, RecursionError) else _frame_tag(data, self._tag_decoder)
+        where = f" (tag {shorten(repr(tag))})" if tag is not None else ""
         return FrameDecodeError(
-            f"invalid {self.type_name} frame{where}: {detail}",
+            f"invalid {self.type_name} frame{where}: {problem}",
             type_name=self.type_name,
-            path=path,
+            path=problem.path,
             tag=tag,
-            size=size,
+            size=len(data),
+            in_key=problem.in_key,
+            byte=problem.byte,
+            line=problem.line,
+            column=problem.column,
         )
 
     def _too_large(self, data: Any) -> FrameDecodeError:
@@ -291,7 +276,7 @@ class _CodecBase(Generic[T]):
         return FrameDecodeError(
             f"invalid {self.type_name} frame: {size} bytes exceeds max_frame_size={self._max_frame_size}",
             type_name=self.type_name,
-            path=None,
+            path="$",
             tag=None,
             size=size,
         )
@@ -364,7 +349,7 @@ class JsonCodec(_CodecBase[T]):
         try:
             # Fast path: msgspec splits and decodes all lines in one call.
             return cast("list[T]", self.decoder.decode_lines(data))
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             pass
         # Slow path, only for a stream with an error: find and name the first bad line.
         return self._decode_each_line(bytes(data).split(b"\n"))
@@ -377,7 +362,7 @@ class JsonCodec(_CodecBase[T]):
                 continue
             try:
                 out.append(decode(line))
-            except _DECODE_ERRORS as exc:
+            except DECODE_ERRORS as exc:
                 raise self._line_error(lineno, line, exc) from None
         return out
 
@@ -389,6 +374,10 @@ class JsonCodec(_CodecBase[T]):
             path=err.path,
             tag=err.tag,
             size=err.size,
+            in_key=err.in_key,
+            byte=err.byte,
+            line=lineno,
+            column=err.column,
         )
 
     def iter_lines(self, lines: Iterable[bytes | str]) -> Iterator[T]:

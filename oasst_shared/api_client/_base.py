@@ -18,6 +18,7 @@ import httpx
 import msgspec
 
 from oasst_shared import __version__
+from oasst_shared._decode_errors import DECODE_ERRORS, describe, type_name
 from oasst_shared.api_client._errors import (
     OasstApiConnectionError,
     OasstApiError,
@@ -121,10 +122,6 @@ def _content_length(headers: httpx.Headers) -> int | None:
         return int(value)
     except ValueError:
         return None
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or repr(tp).replace("oasst_shared.schemas.protocol.", "")
 
 
 def _summarize_validation(detail: list[Any]) -> str:
@@ -271,17 +268,17 @@ class BaseApiClient:
                 body_excerpt=_excerpt(content),
             )
 
-        expected = _type_name(decoder.type)
+        expected = type_name(decoder.type)
         if not content.strip():
             raise fail(f"has no body, expected {expected}")
         try:
             return decoder.decode(content)
         except msgspec.ValidationError as exc:
-            raise fail(f"does not match {expected}: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise fail(f"is not valid JSON ({exc})") from None
+            raise fail(f"does not match {expected}: {describe(exc, content, expected)}") from None
         except RecursionError:
             raise fail("is nested too deeply to decode") from None
+        except DECODE_ERRORS as exc:
+            raise fail(f"is not valid JSON ({describe(exc, content, expected)})") from None
         except (ValueError, TypeError) as exc:  # a struct's own check, should msgspec not wrap it
             raise fail(f"does not match {expected}: {exc}") from None
 

@@ -21,14 +21,13 @@ an invalid message: the run always goes on to the end of the input.
 from __future__ import annotations
 
 import dataclasses
-import re
 import typing
 from collections.abc import Callable, Iterator
 from typing import IO, Any, Final
 
 import msgspec
 
-from oasst_shared.schemas.base import decode_error_from_recursion
+from oasst_shared._decode_errors import DECODE_ERRORS, describe
 from oasst_shared.schemas.json_schema import UnknownMessageTypeError, is_union, message_type_name
 
 __all__ = [
@@ -50,8 +49,6 @@ UNKNOWN: Final = "unknown"
 """The label of an invalid message of a union whose tag is missing or not a member's."""
 
 _BOM: Final = b"\xef\xbb\xbf"
-# msgspec ends a message with " - at `$.a.b[0]`", or " - at `key` in `$.a`" for a mapping's key.
-_PATH_SUFFIX: Final = re.compile(r" - at (?P<key>`key` in )?`(?P<path>\$[^`]*)`\Z")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,19 +100,9 @@ def read_line_batches(stream: IO[bytes], chunk_size: int = CHUNK_SIZE) -> Iterat
 
 def _describe(exc: BaseException, line: bytes, type_name: str) -> tuple[str, str]:
     """``(path, message)`` for an exception raised decoding ``line``."""
-    if isinstance(exc, msgspec.DecodeError):
-        text = str(exc)
-        found = _PATH_SUFFIX.search(text)
-        if found is None:
-            return "$", text
-        message = text[: found.start()]
-        return found["path"], f"{message} (in a key)" if found["key"] else message
-    if isinstance(exc, UnicodeDecodeError):
-        offset = line.find(exc.object) if isinstance(exc.object, bytes) else -1
-        where = f" (byte {offset + exc.start})" if offset >= 0 else ""
-        return "$", f"Invalid UTF-8: {exc.reason}{where}"
-    if isinstance(exc, RecursionError):
-        return "$", str(decode_error_from_recursion(type_name))
+    if isinstance(exc, DECODE_ERRORS):
+        problem = describe(exc, line, type_name)
+        return problem.path, problem.message
     return "$", f"{type(exc).__name__}: {exc}"
 
 
