@@ -1,0 +1,81 @@
+"""The inference server's token relay over Redis (extra ``redis``): ``pip install 'oasst-shared[redis]'``.
+
+Workers' responses travel from the server process holding the worker's websocket to the one
+holding the browser's event stream through Redis lists, with the reference inference server's
+keys and values (``message:{message_id}`` lists of ``WorkerResponse`` JSON documents expiring
+``message_queue_expire`` seconds after a push; ``work:{compat_hash}`` queues with the
+``ctr_enq:``/``ctr_deq:`` counters and ``pos:{message_id}`` positions), so reference server
+processes and these can share one Redis::
+
+    from oasst_shared.relay import Relay
+
+    async with Relay("redis://127.0.0.1:6379/0") as relay:
+        await relay.publish(message_id, frame)              # worker side: bytes or a struct
+        async for response in relay.stream(message_id):     # browser side: until terminal
+            ...
+
+Design (measured, see ``benchmarks/relay_designs.py`` in the tests' notes and the report):
+
+* **Group commit.** ``publish`` appends to the current batch and awaits it; one flusher task
+  sends every publish of an event-loop iteration (any number of queues) in one ``EVALSHA`` of a
+  script that ``RPUSH``es each queue's frames and sets its ``EXPIRE`` once. Publishes made while
+  a round trip is in flight form the next batch. One round trip at a time keeps each queue's
+  frames in publish order.
+* **One reader per relay.** A single task serves every local stream: it drains all their
+  queues in one ``EVALSHA`` (``LPOP key count`` per key) and, when nothing is waiting, blocks on
+  all of them at once with ``BLPOP k1 k2 ... timeout`` (Redis >= 6.2). A new stream wakes a
+  blocked reader with ``CLIENT UNBLOCK``.
+* **Own connections.** The relay opens its own redis-py connections (settings taken from the
+  given client or URL) with redis-py's retries off: a refused connection or a failed send is
+  retried with backoff (Redis got nothing); a write whose reply was lost is never resent
+  (``RelayPublishError``). The reader reconnects after a reset or a Redis restart and resumes
+  the same keys: pops are destructive, so nothing is delivered twice or out of order.
+
+redis-py's asyncio client runs on asyncio only (not trio), and so does the relay. This package
+is the only part of ``oasst_shared`` that imports redis.
+"""
+
+from __future__ import annotations
+
+try:
+    import redis.asyncio  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError(
+        "oasst_shared.relay needs redis-py (and hiredis): pip install 'oasst-shared[redis]'"
+    ) from exc
+
+from oasst_shared.relay._errors import (
+    QueueFullError,
+    RelayConnectionError,
+    RelayDecodeError,
+    RelayError,
+    RelayPublishError,
+)
+from oasst_shared.relay._relay import (
+    DEFAULT_MESSAGE_QUEUE_EXPIRE,
+    DEFAULT_MESSAGE_QUEUE_MAX_LENGTH,
+    DEFAULT_WORK_QUEUE_MAX_SIZE,
+    TERMINAL_RESPONSE_TYPES,
+    QueuePosition,
+    Relay,
+    Subscription,
+    message_queue_key,
+    work_queue_key,
+)
+
+__all__ = [
+    "DEFAULT_MESSAGE_QUEUE_EXPIRE",
+    "DEFAULT_MESSAGE_QUEUE_MAX_LENGTH",
+    "DEFAULT_WORK_QUEUE_MAX_SIZE",
+    "TERMINAL_RESPONSE_TYPES",
+    "QueueFullError",
+    "QueuePosition",
+    "Relay",
+    "RelayConnectionError",
+    "RelayDecodeError",
+    "RelayError",
+    "RelayPublishError",
+    "Subscription",
+    "message_queue_key",
+    "work_queue_key",
+]

@@ -1,0 +1,932 @@
+"""The relay's implementation (see the package docstring for the design)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Final, Literal, NamedTuple, Union, overload
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from oasst_shared import codec
+from oasst_shared.codec import FrameDecodeError
+from oasst_shared.relay import _scripts
+from oasst_shared.relay._errors import (
+    QueueFullError,
+    RelayConnectionError,
+    RelayDecodeError,
+    RelayError,
+    RelayPublishError,
+)
+from oasst_shared.schemas import inference
+
+__all__ = [
+    "DEFAULT_MESSAGE_QUEUE_EXPIRE",
+    "DEFAULT_MESSAGE_QUEUE_MAX_LENGTH",
+    "DEFAULT_WORK_QUEUE_MAX_SIZE",
+    "TERMINAL_RESPONSE_TYPES",
+    "QueuePosition",
+    "Relay",
+    "Subscription",
+    "message_queue_key",
+    "work_queue_key",
+]
+
+DEFAULT_MESSAGE_QUEUE_EXPIRE: Final = 60
+"""Seconds a message queue lives after its last push (the reference's ``message_queue_expire``);
+also the expiry of the ``pos:{message_id}`` keys, as in the reference."""
+
+DEFAULT_WORK_QUEUE_MAX_SIZE: Final[int | None] = None
+"""The reference's ``work_queue_max_size``: no limit unless configured."""
+
+DEFAULT_MESSAGE_QUEUE_MAX_LENGTH: Final[int | None] = 65536
+"""Most frames a message queue may hold before a publish to it raises ``QueueFullError``
+(the reference has no limit; this bounds a queue whose reader went away)."""
+
+TERMINAL_RESPONSE_TYPES: Final = frozenset(
+    {"generated_text", "internal_finished_message", "error", "internal_error"}
+)
+"""Response types after which the reference's event stream stops reading a message queue."""
+
+_DRAIN_PER_KEY: Final = 4096
+_BACKOFF_FIRST: Final = 0.01
+_BACKOFF_MAX: Final = 0.5
+_NETWORK_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+_Frame = Union[bytes, bytearray, memoryview]
+
+
+def message_queue_key(message_id: str) -> str:
+    """The reference's per-message queue key: ``message:{message_id}``."""
+    return f"message:{message_id}"
+
+
+def work_queue_key(compat_hash: str) -> str:
+    """The reference's work queue key: ``work:{compat_hash}``."""
+    return f"work:{compat_hash}"
+
+
+class QueuePosition(NamedTuple):
+    """A pending message's place in its work queue, as the reference's event stream computes it."""
+
+    position: int
+    """How many messages are ahead of it (``max(pos - ctr_deq, 0)``)."""
+    size: int
+    """How many messages are queued (``max(ctr_enq - ctr_deq, position)``)."""
+
+
+def _check_id(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty str, got {value!r}")
+    return value
+
+
+# ------------------------------------------------------------------------------------ links
+
+
+class _Link:
+    """One redis-py connection the relay owns, with the relay's retry rules.
+
+    Connecting is retried with backoff (nothing was sent); a command whose bytes may have
+    reached Redis is resent only when the caller says it is idempotent.
+    """
+
+    def __init__(self, relay: Relay, name: str, *, blocking: bool) -> None:
+        self._relay = relay
+        self.name = name
+        self._blocking = blocking
+        self.conn: Any = None
+        self.generation = 0  # bumped on every new connection
+        self.lock = asyncio.Lock()
+
+    async def connected(self, *, op: str, key: str | None, deadline: float) -> Any:
+        """A connected, clean connection; connects (with backoff until ``deadline``) if needed."""
+        delay = _BACKOFF_FIRST
+        while True:
+            self._relay._check_open(op, key)
+            conn = self.conn
+            if conn is not None and conn.is_connected:
+                try:
+                    dirty = await conn.can_read()
+                except (RedisError, OSError):
+                    dirty = True
+                if not dirty:
+                    return conn
+                # the server closed it (restart) or left bytes on it: never reuse such a link
+                await conn.disconnect(nowait=True)
+            if conn is None:
+                conn = self.conn = self._relay._new_connection(blocking=self._blocking)
+            try:
+                await conn.connect()
+            except AuthenticationError as exc:
+                raise RelayConnectionError(
+                    f"Redis refused the credentials: {exc}", key=key, operation=op
+                ) from exc
+            except _NETWORK_ERRORS as exc:
+                await conn.disconnect(nowait=True)
+                if time.monotonic() + delay > deadline:
+                    raise RelayConnectionError(
+                        f"cannot connect to Redis ({exc})", key=key, operation=op
+                    ) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
+                continue
+            self.generation += 1
+            return conn
+
+    async def call(
+        self,
+        args: Sequence[Any],
+        *,
+        op: str,
+        key: str | None,
+        idempotent: bool,
+        deadline: float | None = None,
+        on_unknown: Callable[[BaseException], RelayError] | None = None,
+    ) -> Any:
+        """One command, one round trip. Returns the raw reply (bytes, not decoded).
+
+        A failure to connect or to send is retried with backoff until ``deadline`` (Redis did
+        not get the command). A failure after the command was sent is retried only when
+        ``idempotent``; otherwise it raises ``on_unknown(exc)`` (default: ``RelayPublishError``).
+        A ``LOADING`` reply (Redis restarting) means the command did not run: it is retried.
+        """
+        if deadline is None:
+            deadline = time.monotonic() + self._relay._retry_timeout
+        delay = _BACKOFF_FIRST
+        async with self.lock:
+            while True:
+                conn = await self.connected(op=op, key=key, deadline=deadline)
+                try:
+                    await conn.send_packed_command(conn.pack_command(*args), check_health=False)
+                except _NETWORK_ERRORS as exc:
+                    await conn.disconnect(nowait=True)
+                    if time.monotonic() + delay > deadline:
+                        raise RelayConnectionError(
+                            f"cannot send to Redis ({exc})", key=key, operation=op
+                        ) from exc
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _BACKOFF_MAX)
+                    continue
+                try:
+                    return await conn.read_response(disable_decoding=True)
+                except BusyLoadingError as exc:
+                    if time.monotonic() + delay > deadline:
+                        raise RelayConnectionError(
+                            f"Redis is loading its data ({exc})", key=key, operation=op
+                        ) from exc
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _BACKOFF_MAX)
+                    continue
+                except ResponseError:
+                    raise
+                except (*_NETWORK_ERRORS, asyncio.CancelledError) as exc:
+                    # the reply is lost; the connection must not be reused (it may still carry it)
+                    await conn.disconnect(nowait=True)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    if idempotent and time.monotonic() + delay <= deadline:
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, _BACKOFF_MAX)
+                        continue
+                    if on_unknown is not None:
+                        raise on_unknown(exc) from exc
+                    raise RelayPublishError(
+                        f"the round trip failed after the command was sent ({exc}): it may have been "
+                        "applied; not resent",
+                        key=key,
+                        operation=op,
+                    ) from exc
+
+    async def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+
+
+# ------------------------------------------------------------------------------ subscriptions
+
+
+class Subscription:
+    """The local end of one message queue: frames the relay's reader drained for it.
+
+    Made by :meth:`Relay.subscribe`; used as an async context manager. One subscription per
+    message queue per relay at a time. Frames are bytes exactly as stored in Redis.
+    """
+
+    def __init__(self, relay: Relay, message_id: str) -> None:
+        self._relay = relay
+        self.message_id = message_id
+        """The message whose queue this reads."""
+        self.key = message_queue_key(message_id)
+        """The Redis key read: ``message:{message_id}``."""
+        self._bkey = self.key.encode()
+        self._frames: deque[bytes] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> Subscription:
+        self._relay._register(self)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _feed(self, frames: list[bytes]) -> None:
+        self._frames.extend(frames)
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._error = exc
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def next_batch(self, timeout: float | None = None) -> list[bytes]:
+        """Every frame received and not yet taken, in queue order; waits up to ``timeout``
+        seconds for one (None: no limit). Returns an empty list on timeout.
+
+        Raises ``RelayError`` once the relay is closed, and ``RelayConnectionError`` when the
+        wait timed out while Redis was unreachable.
+        """
+        if not self._frames and self._error is None:
+            if self._closed:
+                raise RelayError("subscription is closed", key=self.key, operation="next_batch")
+            loop = asyncio.get_running_loop()
+            w = self._waiter = loop.create_future()
+            handle = None if timeout is None else loop.call_later(timeout, _set_none, w)
+            try:
+                await w
+            finally:
+                self._waiter = None
+                if handle is not None:
+                    handle.cancel()
+        if self._frames:
+            out = list(self._frames)
+            self._frames.clear()
+            return out
+        if self._error is not None:
+            raise self._error
+        if self._relay._reader_down_since is not None:
+            raise RelayConnectionError(
+                "no frame within the timeout and Redis is unreachable", key=self.key, operation="BLPOP"
+            )
+        return []
+
+    def give_back(self, frames: list[bytes]) -> None:
+        """Put frames taken but not used back at the head of the local buffer (in order)."""
+        self._frames.extendleft(reversed(frames))
+
+    async def aclose(self) -> None:
+        """Stop reading the queue. Frames received but not taken go back to the head of the
+        Redis list, in order, so another reader (or a later subscription) gets them."""
+        if self._closed:
+            return
+        self._closed = True
+        self._relay._unregister(self)
+        leftover = list(self._frames)
+        self._frames.clear()
+        if leftover:
+            await self._relay._push_back(self._bkey, leftover)
+
+
+def _set_none(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+# ------------------------------------------------------------------------------------ relay
+
+
+class _Batch:
+    __slots__ = ("frames", "waiters")
+
+    def __init__(self) -> None:
+        self.frames: dict[bytes, list[bytes]] = {}
+        self.waiters: list[tuple[asyncio.Future[None], bytes, int]] = []
+
+
+class Relay:
+    """The inference server's token relay over Redis, with the reference server's keys.
+
+    ``redis_or_url`` is a ``redis.asyncio.Redis`` client (its connection settings are used;
+    the relay opens its own connections, so the client's retry policy never resends a
+    relay write) or a URL (``redis://``, ``rediss://``, ``unix://``).
+
+    - ``message_queue_expire``: seconds a ``message:{id}`` queue lives after a push (and the
+      expiry of ``pos:{id}``), the reference's ``message_queue_expire`` (60).
+    - ``work_queue_max_size``: the reference's ``work_queue_max_size`` (None: no limit).
+    - ``message_queue_max_length``: most frames a message queue holds (None: no limit).
+    - ``retry_timeout``: how long a connection refused/reset before a command is retried.
+    - ``command_timeout``: longest wait for a non-blocking command's reply.
+    - ``connect_timeout``: longest wait for one connection attempt.
+
+    Use it as ``async with Relay(...) as relay:`` or call :meth:`aclose`. It belongs to the
+    event loop that first uses it. asyncio only: redis-py's asyncio client does not run on trio.
+    """
+
+    def __init__(
+        self,
+        redis_or_url: aioredis.Redis | str,
+        *,
+        message_queue_expire: int = DEFAULT_MESSAGE_QUEUE_EXPIRE,
+        work_queue_max_size: int | None = DEFAULT_WORK_QUEUE_MAX_SIZE,
+        message_queue_max_length: int | None = DEFAULT_MESSAGE_QUEUE_MAX_LENGTH,
+        retry_timeout: float = 10.0,
+        command_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        if isinstance(redis_or_url, str):
+            pool: Any = aioredis.ConnectionPool.from_url(redis_or_url)
+        elif isinstance(redis_or_url, aioredis.Redis):
+            pool = redis_or_url.connection_pool
+        else:
+            raise TypeError(
+                f"Relay needs a redis.asyncio.Redis client or a URL, got {type(redis_or_url).__name__}"
+            )
+        if not isinstance(message_queue_expire, int) or message_queue_expire <= 0:
+            raise ValueError(f"message_queue_expire must be a positive int, got {message_queue_expire!r}")
+        for name, value in (
+            ("work_queue_max_size", work_queue_max_size),
+            ("message_queue_max_length", message_queue_max_length),
+        ):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be None or an int >= 0, got {value!r}")
+        self.message_queue_expire = message_queue_expire
+        """Seconds a message queue (and a ``pos:`` key) lives after its last write."""
+        self.work_queue_max_size = work_queue_max_size
+        """Most message ids a work queue holds (None or 0: no limit), as the reference."""
+        self.message_queue_max_length = message_queue_max_length
+        """Most frames a message queue holds (None or 0: no limit)."""
+        self._retry_timeout = retry_timeout
+        self._connection_class = pool.connection_class
+        kwargs = {
+            k: v
+            for k, v in pool.connection_kwargs.items()
+            if not k.startswith(("maint_notifications", "oss_cluster"))
+        }
+        kwargs.update(
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=False,
+            protocol=2,
+            socket_connect_timeout=connect_timeout,
+        )
+        self._conn_kwargs = kwargs
+        self._command_timeout = command_timeout
+        self._pub = _Link(self, "publish", blocking=False)
+        self._ctl = _Link(self, "control", blocking=False)
+        self._reader = _Link(self, "reader", blocking=True)
+        self._idle_dequeue: list[_Link] = []
+        self._pending: _Batch | None = None
+        self._flush_wake: asyncio.Future[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._flushing = False
+        self._reader_task: asyncio.Task[None] | None = None
+        self._subs: dict[bytes, Subscription] = {}
+        self._subs_version = 0
+        self._subs_changed: asyncio.Event | None = None
+        self._reader_blocked: int | None = None  # subs version the reader's BLPOP was sent with
+        self._reader_client_id: bytes | None = None
+        self._reader_down_since: float | None = None
+        self._unblocking = False
+        self._closed = False
+        self._publish_sha = _scripts.sha1(_scripts.PUBLISH)
+        self._drain_sha = _scripts.sha1(_scripts.DRAIN)
+        self._enqueue_sha = _scripts.sha1(_scripts.ENQUEUE)
+        self._encode = codec.worker_response.encode
+        self._decode = codec.worker_response.decode
+        self._peek = codec.peek_worker_response
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Relay:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _check_open(self, op: str, key: str | None) -> None:
+        if self._closed:
+            raise RelayError("the relay is closed", key=key, operation=op)
+
+    def _new_connection(self, *, blocking: bool) -> Any:
+        kwargs = dict(self._conn_kwargs)
+        kwargs["socket_timeout"] = None if blocking else self._command_timeout
+        return self._connection_class(**kwargs)
+
+    async def aclose(self) -> None:
+        """Send what was already published, end every stream (``RelayError``), close the connections."""
+        if self._closed:
+            return
+        while self._flusher is not None and (self._pending is not None or self._flushing):
+            await asyncio.sleep(0.001)
+        self._closed = True
+        for task in (self._flusher, self._reader_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        for sub in list(self._subs.values()):
+            sub._fail(RelayError("the relay was closed", key=sub.key, operation="stream"))
+        self._subs.clear()
+        for link in (self._pub, self._ctl, self._reader, *self._idle_dequeue):
+            await link.close()
+        self._idle_dequeue.clear()
+
+    # ------------------------------------------------------------------ publish (group commit)
+
+    async def publish(self, message_id: str, frame: _Frame | inference.WorkerResponse) -> None:
+        """Append one ``WorkerResponse`` to ``message:{message_id}``; returns once the Redis
+        round trip carrying it has completed.
+
+        ``frame`` is a struct (encoded with the codec) or a JSON document as bytes (forwarded
+        unchanged: bytes a caller peeked with ``codec.peek_worker_response``). Every publish made
+        in the same event-loop iteration, to any queues, goes in one round trip (one ``EVALSHA``
+        pushing to every list and setting each list's expiry once); publishes made while a round
+        trip is in flight go in the next one. Frames of one queue keep their publish order.
+
+        Raises ``QueueFullError`` (the queue is at ``message_queue_max_length``: not pushed),
+        ``RelayConnectionError`` (Redis unreachable: not pushed) or ``RelayPublishError`` (the
+        round trip failed after sending: maybe pushed, never resent). Cancelling a publish does
+        not withdraw its frame once queued for the round trip.
+        """
+        _check_id("message_id", message_id)
+        if isinstance(frame, bytes):
+            data = frame
+        elif isinstance(frame, (bytearray, memoryview)):
+            data = bytes(frame)
+        else:
+            data = self._encode(frame)
+        if self._closed:
+            raise RelayError("the relay is closed", key=message_queue_key(message_id), operation="publish")
+        batch = self._pending
+        if batch is None:
+            batch = self._pending = _Batch()
+            self._wake_flusher()
+        key = message_queue_key(message_id).encode()
+        frames = batch.frames.get(key)
+        if frames is None:
+            frames = batch.frames[key] = []
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        batch.waiters.append((fut, key, len(frames)))
+        frames.append(data)
+        await fut
+
+    def _wake_flusher(self) -> None:
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+            return
+        wake = self._flush_wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = self._pending
+            if batch is None:
+                self._flush_wake = loop.create_future()
+                await self._flush_wake
+                continue
+            self._pending = None
+            self._flushing = True
+            try:
+                await self._send_batch(batch)
+            finally:
+                self._flushing = False
+
+    async def _send_batch(self, batch: _Batch) -> None:
+        keys = list(batch.frames)
+        args: list[Any] = [
+            "EVALSHA",
+            self._publish_sha,
+            len(keys),
+            *keys,
+            self.message_queue_expire,
+            self.message_queue_max_length or 0,
+        ]
+        for k in keys:
+            frames = batch.frames[k]
+            args.append(len(frames))
+            args.extend(frames)
+        op = "publish (EVALSHA RPUSH+EXPIRE)"
+        one_key = keys[0].decode() if len(keys) == 1 else None
+        try:
+            reply = await self._script(
+                self._pub, args, _scripts.PUBLISH, op=op, key=one_key, idempotent=False
+            )
+        except RelayError as exc:
+            self._fail_batch(batch, exc)
+            return
+        except Exception as exc:  # a script error: nothing can be trusted about this batch
+            self._fail_batch(
+                batch,
+                RelayPublishError(
+                    f"Redis answered the publish with an error: {exc}", key=one_key, operation=op
+                ),
+            )
+            return
+        accepted = dict(zip(keys, reply, strict=True)) if len(reply) == len(keys) else {}
+        limit = self.message_queue_max_length or 0
+        for fut, key, idx in batch.waiters:
+            if fut.done():
+                continue
+            if idx < accepted.get(key, 0):
+                fut.set_result(None)
+            else:
+                fut.set_exception(
+                    QueueFullError(
+                        f"message queue is full ({limit} frames): frame not pushed",
+                        key=key.decode(),
+                        operation=op,
+                        max_size=limit,
+                    )
+                )
+
+    def _fail_batch(self, batch: _Batch, exc: RelayError) -> None:
+        counts = {k: len(v) for k, v in batch.frames.items()}
+        for fut, key, _idx in batch.waiters:
+            if fut.done():
+                continue
+            skey = key.decode()
+            err: RelayError
+            if isinstance(exc, RelayPublishError):
+                err = RelayPublishError(exc.detail, key=skey, operation=exc.operation, frames=counts[key])
+            elif isinstance(exc, RelayConnectionError):
+                err = RelayConnectionError(exc.detail, key=skey, operation=exc.operation)
+            else:
+                err = RelayError(exc.detail, key=skey, operation=exc.operation)
+            err.__cause__ = exc.__cause__
+            fut.set_exception(err)
+
+    async def _script(
+        self,
+        link: _Link,
+        args: list[Any],
+        source: str,
+        *,
+        op: str,
+        key: str | None,
+        idempotent: bool,
+        deadline: float | None = None,
+        on_unknown: Callable[[BaseException], RelayError] | None = None,
+    ) -> Any:
+        """EVALSHA, loading the script on NOSCRIPT (a NOSCRIPT reply means nothing ran)."""
+        try:
+            return await link.call(
+                args, op=op, key=key, idempotent=idempotent, deadline=deadline, on_unknown=on_unknown
+            )
+        except NoScriptError:
+            await link.call(["SCRIPT", "LOAD", source], op="SCRIPT LOAD", key=key, idempotent=True)
+            return await link.call(
+                args, op=op, key=key, idempotent=idempotent, deadline=deadline, on_unknown=on_unknown
+            )
+
+    # ------------------------------------------------------------------ streams (one reader)
+
+    def subscribe(self, message_id: str) -> Subscription:
+        """A :class:`Subscription` to ``message:{message_id}`` (use ``async with``): lower level
+        than :meth:`stream`, for a handler that does something while it waits (e.g. the
+        reference's pending events with the queue position)."""
+        _check_id("message_id", message_id)
+        return Subscription(self, message_id)
+
+    @overload
+    def stream(
+        self, message_id: str, *, timeout: float = ..., raw: Literal[False] = ...
+    ) -> AsyncIterator[inference.WorkerResponse]: ...
+
+    @overload
+    def stream(
+        self, message_id: str, *, timeout: float = ..., raw: Literal[True]
+    ) -> AsyncIterator[bytes]: ...
+
+    @overload
+    def stream(
+        self, message_id: str, *, timeout: float = ..., raw: bool
+    ) -> AsyncIterator[inference.WorkerResponse | bytes]: ...
+
+    async def stream(
+        self, message_id: str, *, timeout: float = 60.0, raw: bool = False
+    ) -> AsyncIterator[Any]:
+        """The responses pushed to ``message:{message_id}``, in order, until a terminal one.
+
+        Yields ``WorkerResponse`` structs (decoded once, by the codec) or, with ``raw=True``, the
+        frames' bytes exactly as stored (peeked for the terminal check only). Stops after
+        yielding a terminal response (``TERMINAL_RESPONSE_TYPES``: as the reference's event
+        stream) or when no frame arrived for ``timeout`` seconds. Frames drained from Redis but
+        not yielded (after a terminal one, or when the consumer stops early) go back to the
+        head of the list. A frame that is not a valid ``WorkerResponse`` raises
+        ``RelayDecodeError`` holding its bytes.
+        """
+        sub = self.subscribe(message_id)
+        async with sub:
+            while True:
+                batch = await sub.next_batch(timeout)
+                if not batch:
+                    return
+                for i, frame in enumerate(batch):
+                    try:
+                        if raw:
+                            tag = self._peek(frame).response_type
+                            item: Any = frame
+                        else:
+                            item = self._decode(frame)
+                            tag = item.response_type
+                    except FrameDecodeError as exc:
+                        sub.give_back(batch[i + 1 :])
+                        raise RelayDecodeError(
+                            f"frame is not a valid WorkerResponse: {exc}",
+                            key=sub.key,
+                            operation="stream",
+                            frame=frame,
+                        ) from exc
+                    if tag in TERMINAL_RESPONSE_TYPES:
+                        sub.give_back(batch[i + 1 :])
+                        yield item
+                        return
+                    try:
+                        yield item
+                    except GeneratorExit:
+                        sub.give_back(batch[i + 1 :])
+                        raise
+
+    def _register(self, sub: Subscription) -> None:
+        self._check_open("stream", sub.key)
+        if sub._bkey in self._subs:
+            raise RelayError(
+                "this relay already streams the queue (one local reader per message)",
+                key=sub.key,
+                operation="stream",
+            )
+        self._subs[sub._bkey] = sub
+        self._subs_changed_now()
+        if self._reader_task is None:
+            self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
+
+    def _unregister(self, sub: Subscription) -> None:
+        if self._subs.get(sub._bkey) is sub:
+            del self._subs[sub._bkey]
+            self._subs_changed_now()
+
+    def _subs_changed_now(self) -> None:
+        self._subs_version += 1
+        if self._subs_changed is None:
+            self._subs_changed = asyncio.Event()
+        self._subs_changed.set()
+        if self._reader_blocked is not None and not self._unblocking and self._reader_client_id is not None:
+            self._unblocking = True
+            asyncio.get_running_loop().create_task(self._unblock_reader())
+
+    async def _unblock_reader(self) -> None:
+        """Wake the reader's BLPOP (CLIENT UNBLOCK) so it blocks again on the new key set."""
+        try:
+            while (
+                not self._closed
+                and self._reader_blocked is not None
+                and self._reader_blocked != self._subs_version
+            ):
+                client_id = self._reader_client_id
+                if client_id is None:
+                    return
+                try:
+                    n = await self._ctl.call(
+                        ["CLIENT", "UNBLOCK", client_id], op="CLIENT UNBLOCK", key=None, idempotent=True
+                    )
+                except (RelayError, RedisError):
+                    return  # the reader's BLPOP timeout bounds the delay instead
+                if n:
+                    return
+                # the BLPOP has not reached Redis yet (or just returned): look again shortly
+                await asyncio.sleep(0.001)
+        finally:
+            self._unblocking = False
+
+    async def _read_loop(self) -> None:
+        link = self._reader
+        generation = -1
+        drained_last = True
+        block_timeout = 1.0
+        while not self._closed:
+            if not self._subs:
+                ev = self._subs_changed
+                assert ev is not None
+                ev.clear()
+                await ev.wait()
+                continue
+            keys = list(self._subs)
+            try:
+                conn = await link.connected(op="stream (BLPOP)", key=None, deadline=float("inf"))
+            except RelayError:
+                return  # closed
+            if link.generation != generation:
+                generation = link.generation
+                self._reader_client_id = await self._reader_id(link)
+                block_timeout = 1.0 if self._reader_client_id is not None else 0.05
+            try:
+                if drained_last:
+                    reply = await self._read_round_trip(
+                        conn,
+                        ["EVALSHA", self._drain_sha, len(keys), *keys, _DRAIN_PER_KEY],
+                        keys=keys,
+                    )
+                    got = False
+                    if reply:
+                        for i in range(0, len(reply), 2):
+                            frames = reply[i + 1]
+                            if frames:
+                                got = True
+                                self._deliver(keys[int(reply[i]) - 1], frames)
+                    drained_last = got
+                    continue
+                self._reader_blocked = self._subs_version
+                try:
+                    reply = await self._read_round_trip(conn, ["BLPOP", *keys, block_timeout], keys=keys)
+                finally:
+                    self._reader_blocked = None
+                if reply:
+                    self._deliver(reply[0], [reply[1]])
+                    drained_last = True
+            except asyncio.CancelledError:
+                raise
+            except NoScriptError:
+                with contextlib.suppress(Exception):
+                    await conn.send_packed_command(
+                        conn.pack_command("SCRIPT", "LOAD", _scripts.DRAIN), check_health=False
+                    )
+                    await conn.read_response(disable_decoding=True)
+            except ResponseError as exc:
+                # e.g. WRONGTYPE: a message key holds something other than a list. The drain
+                # ran for no key (a script error aborts it); end every stream with the error.
+                for sub in list(self._subs.values()):
+                    self._unregister(sub)
+                    sub._fail(
+                        RelayError(
+                            f"Redis answered the read with an error: {exc}",
+                            key=sub.key,
+                            operation="stream (EVALSHA LPOP)",
+                        )
+                    )
+            except (*_NETWORK_ERRORS, RedisError):
+                # Redis went away (restart, reset): reconnect with backoff and resume the same
+                # keys; a pop is destructive, so nothing already delivered is read twice.
+                if self._reader_down_since is None:
+                    self._reader_down_since = time.monotonic()
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)
+                await asyncio.sleep(_BACKOFF_FIRST)
+                drained_last = True
+
+    async def _read_round_trip(self, conn: Any, args: list[Any], *, keys: list[bytes]) -> Any:
+        await conn.send_packed_command(conn.pack_command(*args), check_health=False)
+        reply = await conn.read_response(disable_decoding=True)
+        self._reader_down_since = None
+        return reply
+
+    async def _reader_id(self, link: _Link) -> bytes | None:
+        conn = link.conn
+        try:
+            await conn.send_packed_command(conn.pack_command("CLIENT", "ID"), check_health=False)
+            reply = await conn.read_response(disable_decoding=True)
+        except ResponseError:
+            return None  # CLIENT not allowed: the reader polls with short BLPOP timeouts instead
+        except (*_NETWORK_ERRORS, RedisError):
+            return None
+        return str(reply).encode()
+
+    def _deliver(self, key: bytes, frames: list[bytes]) -> None:
+        sub = self._subs.get(key)
+        if sub is not None:
+            sub._feed(frames)
+        else:
+            # its stream ended while the pop was in flight: put the frames back, in order
+            asyncio.get_running_loop().create_task(self._push_back(key, frames))
+
+    async def _push_back(self, key: bytes, frames: list[bytes]) -> None:
+        """LPUSH frames back to the head of their list (reversed, so the order is kept)."""
+        if self._closed or not frames:
+            return
+        with contextlib.suppress(RelayError, RedisError):
+            await self._ctl.call(
+                ["LPUSH", key, *reversed(frames)],
+                op="stream give back (LPUSH)",
+                key=key.decode(),
+                idempotent=False,
+            )
+
+    # ------------------------------------------------------------------ work queues
+
+    async def enqueue_work(self, compat_hash: str, message_id: str, *, enforce_max_size: bool = True) -> int:
+        """Queue ``message_id`` on ``work:{compat_hash}``, as the reference's ``enqueue`` with
+        its counters: ``RPUSH``, ``INCR ctr_enq:work:{compat_hash}``, ``SET pos:{message_id}``
+        (expiring after ``message_queue_expire``), atomically in one script call.
+
+        Returns the enqueue counter (the message's ``pos:`` value). Raises ``QueueFullError``
+        when the queue holds ``work_queue_max_size`` ids (unless ``enforce_max_size`` is False,
+        as the reference's re-enqueue of unstarted work), ``RelayConnectionError`` or
+        ``RelayPublishError`` (maybe enqueued: never resent).
+        """
+        _check_id("compat_hash", compat_hash)
+        _check_id("message_id", message_id)
+        key = work_queue_key(compat_hash)
+        max_size = (self.work_queue_max_size or 0) if enforce_max_size else 0
+        args = [
+            "EVALSHA",
+            self._enqueue_sha,
+            3,
+            key,
+            f"ctr_enq:{key}",
+            f"pos:{message_id}",
+            message_id,
+            max_size,
+            self.message_queue_expire,
+        ]
+        op = "enqueue_work (EVALSHA RPUSH+INCR+SET)"
+        ctr = int(await self._script(self._ctl, args, _scripts.ENQUEUE, op=op, key=key, idempotent=False))
+        if ctr < 0:
+            raise QueueFullError(
+                f"work queue is full ({max_size} messages)", key=key, operation=op, max_size=max_size
+            )
+        return ctr
+
+    async def dequeue_work(self, compat_hash: str, timeout: float) -> str | None:
+        """Pop the next message id from ``work:{compat_hash}`` (``BLPOP``, waiting up to
+        ``timeout`` seconds; 0 waits forever, as Redis), then ``INCR ctr_deq:work:{compat_hash}``
+        as the reference does. Returns None on timeout.
+
+        A connection lost while the ``BLPOP`` was pending raises ``RelayConnectionError``:
+        if Redis had popped an id for it, that id is lost (as with the reference's BLPOP).
+        """
+        _check_id("compat_hash", compat_hash)
+        key = work_queue_key(compat_hash)
+        link = self._idle_dequeue.pop() if self._idle_dequeue else _Link(self, "dequeue", blocking=True)
+        ok = False
+        try:
+
+            def lost(exc: BaseException) -> RelayError:
+                return RelayConnectionError(
+                    f"connection lost during BLPOP ({exc}); an id it popped, if any, is lost",
+                    key=key,
+                    operation="dequeue_work (BLPOP)",
+                )
+
+            reply = await link.call(
+                ["BLPOP", key, timeout],
+                op="dequeue_work (BLPOP)",
+                key=key,
+                idempotent=False,
+                on_unknown=lost,
+            )
+            ok = True
+        finally:
+            if ok and not self._closed:
+                self._idle_dequeue.append(link)
+            else:
+                await link.close()
+        if reply is None:
+            return None
+        message_id = bytes(reply[1]).decode()
+        with contextlib.suppress(RelayError):
+            # the counter only feeds queue positions: the popped id is returned even if it fails
+            await self._ctl.call(
+                ["INCR", f"ctr_deq:{key}"], op="dequeue_work (INCR)", key=f"ctr_deq:{key}", idempotent=False
+            )
+        return message_id
+
+    async def queue_position(self, message_id: str, compat_hash: str | None) -> QueuePosition:
+        """Where ``message_id`` stands in ``work:{compat_hash}``, as the reference's event stream
+        computes it from ``ctr_deq:``, ``ctr_enq:`` and ``pos:{message_id}`` (one ``MGET``):
+        ``position = max(pos - deq, 0)``, ``size = max(enq - deq, position)``. Without a
+        compat hash: ``(0, 1)``, as the reference."""
+        _check_id("message_id", message_id)
+        if compat_hash is None:
+            return QueuePosition(0, 1)
+        key = work_queue_key(_check_id("compat_hash", compat_hash))
+        deq, enq, pos = await self._ctl.call(
+            ["MGET", f"ctr_deq:{key}", f"ctr_enq:{key}", f"pos:{message_id}"],
+            op="queue_position (MGET)",
+            key=key,
+            idempotent=True,
+        )
+        qdeq = int(deq) if deq is not None else 0
+        qenq = int(enq) if enq is not None else 0
+        mpos = int(pos) if pos is not None else 0
+        qpos = max(mpos - qdeq, 0)
+        return QueuePosition(qpos, max(qenq - qdeq, qpos))

@@ -1,0 +1,76 @@
+"""The relay's server-side Lua scripts (Redis >= 6.2: ``LPOP key count``).
+
+Each script does, in one command, what the reference server does with several; the keys and
+values it writes are the reference's own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+# KEYS: the message queues of one flush. ARGV: expire seconds (0: none), max length (0: none),
+# then for each key: its frame count n and its n frames. Pushes each key's frames in order
+# (as many as fit under the max length: a suffix that does not fit is not pushed), sets the
+# key's expiry once, and returns for each key how many of its frames were pushed.
+PUBLISH: Final = """
+local expire = tonumber(ARGV[1])
+local maxlen = tonumber(ARGV[2])
+local i = 3
+local res = {}
+for k = 1, #KEYS do
+  local key = KEYS[k]
+  local n = tonumber(ARGV[i])
+  i = i + 1
+  local take = n
+  if maxlen > 0 then
+    local room = maxlen - redis.call('LLEN', key)
+    if room < take then take = room end
+    if take < 0 then take = 0 end
+  end
+  local j = i
+  local last = i + take - 1
+  while j <= last do
+    local e = j + 4999
+    if e > last then e = last end
+    redis.call('RPUSH', key, unpack(ARGV, j, e))
+    j = e + 1
+  end
+  if take > 0 and expire > 0 then redis.call('EXPIRE', key, expire) end
+  res[k] = take
+  i = i + n
+end
+return res
+"""
+
+# KEYS: message queues. ARGV[1]: the most frames to pop per key. Returns a flat array
+# [index1, frames1, index2, frames2, ...] for the keys that had frames (1-based key index).
+DRAIN: Final = """
+local n = tonumber(ARGV[1])
+local out = {}
+for k = 1, #KEYS do
+  local v = redis.call('LPOP', KEYS[k], n)
+  if v then
+    out[#out + 1] = k
+    out[#out + 1] = v
+  end
+end
+return out
+"""
+
+# KEYS: work:{hash}, ctr_enq:work:{hash}, pos:{message_id}. ARGV: message_id, max size (0: none),
+# pos expiry seconds. The reference's RedisQueue.enqueue with its counter, in one atomic step:
+# returns the enqueue counter (the message's queue position), or -1 when the queue is full.
+ENQUEUE: Final = """
+local maxsize = tonumber(ARGV[2])
+if maxsize > 0 and redis.call('LLEN', KEYS[1]) >= maxsize then return -1 end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+local ctr = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[3], ctr, 'EX', tonumber(ARGV[3]))
+return ctr
+"""
+
+
+def sha1(script: str) -> str:
+    """The SHA1 Redis names a script by (``EVALSHA``)."""
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
