@@ -256,7 +256,8 @@ def test_a_failing_block_fails_with_the_markdown_line() -> None:
 
 
 def test_a_block_that_warns_fails() -> None:
-    block = Block("README.md", 1, "python", "import warnings\nwarnings.warn('deprecated', DeprecationWarning)\n")
+    code = "import warnings\nwarnings.warn('deprecated', DeprecationWarning)\n"
+    block = Block("README.md", 1, "python", code)
     with pytest.raises(DeprecationWarning):
         run_block(block)
 
