@@ -1,30 +1,47 @@
 """Run the benchmark suite and print the side-by-side table of ratios.
 
-    python -m benchmarks.report [--quick] [--json FILE] [--chart FILE]
+    python -m benchmarks.report [--quick] [--json FILE] [--chart FILE] [--raw FILE]
 
 Times come from pytest-benchmark (``benchmarks/test_bench_codec.py``), run with this
 interpreter; each case's figure is its lowest median over a few runs of the suite (see
 ``best_medians``), and every figure in the tables is a ratio of two such medians. Also
 measured in the same run: memory per decoded ``WorkRequest``, cold import time of the
 schema modules, and tokens per second of a websocket -> SSE token stream on loopback.
+
+The terminal (stdout) gets only the summary: the machine, the versions of Python, msgspec,
+orjson and pydantic it ran with, and the tables. A line per phase goes to stderr while it
+runs; pytest-benchmark's own per-case tables of every pass go to ``--raw`` (by default
+``bench-results/raw.txt``). The JSON (``--json``) and the chart (``--chart``) carry the same
+machine and version lines.
+
+Ratios of one process still move by 10-15% from one process to the next: to compare two
+environments (two msgspec releases, say), run ``python -m benchmarks.compare``, which
+alternates whole processes of this report and prints the spread per goal.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.metadata
 import json
 import os
 import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+DEFAULT_RAW = ROOT / "bench-results" / "raw.txt"
+
+# The distributions whose versions decide the figures, named in every report, JSON and chart.
+MEASURED_PACKAGES = ("msgspec", "orjson", "pydantic")
 
 # (label, numerator (message, op, impl), denominator, goal, "le" | "ge")
 GOALS: list[tuple[str, tuple[str, str, str], tuple[str, str, str], float, str]] = [
@@ -140,14 +157,14 @@ def best_medians(runs: list[list[Row]]) -> list[Row]:
     return list(best.values())
 
 
-def run_suite(quick: bool, out: Path) -> list[Row]:
-    """Run the pytest-benchmark suite in a subprocess, return the medians (seconds)."""
+def suite_command(quick: bool, out: Path) -> list[str]:
+    """The pytest command of one pass of the suite, writing pytest-benchmark's JSON to ``out``."""
     timing = (
         ["--benchmark-max-time=0.05", "--benchmark-min-rounds=20"]
         if quick
         else ["--benchmark-max-time=0.5", "--benchmark-min-rounds=50"]
     )
-    cmd = [
+    return [
         sys.executable,
         "-m",
         "pytest",
@@ -162,16 +179,48 @@ def run_suite(quick: bool, out: Path) -> list[Row]:
         "--benchmark-group-by=group",
         *timing,
     ]
-    print(f"running the benchmark suite ({'quick' if quick else 'full'}) ...", file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, cwd=ROOT, stdout=sys.stderr, check=False)
+
+
+def run_suite(quick: bool, out: Path, raw: IO[str]) -> list[Row]:
+    """Run one pass of the pytest-benchmark suite in a subprocess, return the medians (seconds).
+
+    pytest's output (its per-case tables) is appended to ``raw``, not shown on the terminal.
+    """
+    cmd = suite_command(quick, out)
+    raw.write(f"$ {' '.join(cmd)}\n")
+    raw.flush()
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=raw, stderr=subprocess.STDOUT, check=False)
+    raw.write("\n")
+    raw.flush()
     if proc.returncode != 0:
-        raise SystemExit(f"benchmark suite failed (exit {proc.returncode})")
+        raise SuiteFailed(f"benchmark suite failed (exit {proc.returncode})")
     data = json.loads(out.read_text())
     return [
         Row(b["extra_info"]["message"], b["extra_info"]["op"], b["extra_info"]["impl"], b["stats"]["median"])
         for b in data["benchmarks"]
         if b["extra_info"].get("impl") != "warmup"
     ]
+
+
+class SuiteFailed(RuntimeError):
+    """A pass of the pytest-benchmark suite exited non-zero (its output is in the raw file)."""
+
+
+@contextlib.contextmanager
+def phase(label: str, stream: IO[str] | None = None) -> Iterator[None]:
+    """Write ``label ...`` to stderr, run the block, then finish the line with its wall time."""
+    out = stream if stream is not None else sys.stderr
+    out.write(f"{label} ... ")
+    out.flush()
+    start = time.perf_counter()
+    try:
+        yield
+    except BaseException:
+        out.write(f"failed after {time.perf_counter() - start:.1f} s\n")
+        out.flush()
+        raise
+    out.write(f"{time.perf_counter() - start:.1f} s\n")
+    out.flush()
 
 
 def _fmt_time(seconds: float) -> str:
@@ -235,8 +284,8 @@ def goals(rows: list[Row], extra: dict[str, tuple[float, float, str]]) -> tuple[
     items: list[tuple[str, float | None, float, str]] = []
     for label, num, den, target, sense in GOALS:
         items.append((label, ratio(num, den), target, sense))
-    for label, (value, target, sense) in extra.items():
-        items.append((label, value, target, sense))
+    for label, (measured, target, sense) in extra.items():
+        items.append((label, measured, target, sense))
     for label, value, target, sense in items:
         if value is None:
             met = "not measured"
@@ -275,7 +324,30 @@ def bare_table(times: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def versions() -> dict[str, str | None]:
+    """The Python version and the installed versions of ``MEASURED_PACKAGES`` (``None``: absent).
+
+    Read from the installed distributions' metadata (``importlib.metadata``), what the
+    interpreter running the report actually imports.
+    """
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in MEASURED_PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def versions_line(found: dict[str, str | None]) -> str:
+    """``Python 3.11.7, msgspec 0.23.0, orjson 3.13.0, pydantic 2.14.4`` (``absent`` if missing)."""
+    return ", ".join(
+        f"{'Python' if name == 'python' else name} {version or 'absent'}" for name, version in found.items()
+    )
+
+
 def machine() -> str:
+    """CPU model, core count and operating system of this machine."""
     try:
         cpu = next(
             line.split(":", 1)[1].strip()
@@ -284,24 +356,20 @@ def machine() -> str:
         )
     except (OSError, StopIteration):
         cpu = platform.processor() or "unknown CPU"
-    import msgspec
-    import orjson
-
-    try:
-        import pydantic
-
-        pyd = pydantic.VERSION
-    except ImportError:
-        pyd = "absent"
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"msgspec {msgspec.__version__}, orjson {orjson.__version__}, pydantic {pyd}, "
-        f"{platform.system()} {platform.release()}"
-    )
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
-def chart(records: list[dict[str, Any]], path: Path) -> None:
-    """Horizontal bars: time relative to orjson (1.0) for struct and view, per case."""
+def chart_caption(found: dict[str, str | None], where: str, quick: bool) -> str:
+    """The lines under the chart's title: what the figures were measured with, and where."""
+    return f"{versions_line(found)}\n{where}; {'quick' if quick else 'full'} run"
+
+
+def chart_figure(records: list[dict[str, Any]], caption: str) -> Any:
+    """Horizontal bars: time relative to orjson (1.0) for struct and view, per case.
+
+    ``caption`` (``chart_caption``: versions and machine) is shown under the title.
+    Returns the matplotlib figure; the caller closes it.
+    """
     import matplotlib
     import matplotlib.ticker
 
@@ -316,7 +384,7 @@ def chart(records: list[dict[str, Any]], path: Path) -> None:
         labels.append(f"{rec['message']} {rec['op']}")
         ours.append(rec["medians_s"]["struct"] / floor)
         views.append(rec["medians_s"].get("view", 0.0) / floor)
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(labels) + 1.5))
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(labels) + 1.8))
     ys = range(len(labels))
     ax.barh([y + 0.2 for y in ys], ours, height=0.4, label="oasst_shared (msgspec structs)", color="#2b7bba")
     ax.barh([y - 0.2 for y in ys], views, height=0.4, label="Pydantic v2 views", color="#e08a2c")
@@ -329,10 +397,40 @@ def chart(records: list[dict[str, Any]], path: Path) -> None:
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("time relative to orjson on the same document (lower is faster, log scale)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=3, fontsize=8, frameon=False)
-    ax.set_title("oasst-shared serialization cost, ratios from one run")
+    ax.set_title("oasst-shared serialization cost, ratios from one run", pad=30)
+    ax.annotate(
+        caption,
+        xy=(0.5, 1.0),
+        xycoords="axes fraction",
+        xytext=(0, 6),
+        textcoords="offset points",
+        ha="center",
+        va="bottom",
+        fontsize=7.5,
+        color="#444444",
+    )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def chart(records: list[dict[str, Any]], path: Path, caption: str) -> None:
+    """Render ``chart_figure`` to a PNG at ``path``; ``caption`` is also stored in its metadata."""
+    import matplotlib.pyplot as plt
+
+    fig = chart_figure(records, caption)
+    try:
+        metadata = {"Title": "oasst-shared benchmark ratios", "Description": caption}
+        fig.savefig(path, dpi=110, metadata=metadata)
+    finally:
+        plt.close(fig)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,6 +438,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short run (under a minute)")
     parser.add_argument("--json", type=Path, help="write the results as JSON to this file")
     parser.add_argument("--chart", type=Path, help="render a bar chart of the ratios (PNG) to this file")
+    parser.add_argument(
+        "--raw",
+        type=Path,
+        default=DEFAULT_RAW,
+        help="where pytest-benchmark's per-case tables of every pass go (default bench-results/raw.txt)",
+    )
     parser.add_argument("--no-stream", action="store_true", help="skip the websocket -> SSE streaming run")
     parser.add_argument(
         "--repeat",
@@ -352,15 +456,42 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from benchmarks import measure, streaming
 
+    found = versions()
+    where = machine()
+    mode = "quick" if args.quick else "full"
     repeats = args.repeat or (2 if args.quick else 3)
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = best_medians([run_suite(args.quick, Path(tmp) / f"bench-{i}.json") for i in range(repeats)])
+    raw_path: Path = args.raw
+    raw_path.parent.mkdir(parents=True, exist_ok=True)
+    print(
+        f"benchmark report, {mode} run: {versions_line(found)} "
+        f"(pytest-benchmark's tables go to {_shown(raw_path)})",
+        file=sys.stderr,
+        flush=True,
+    )
+    runs: list[list[Row]] = []
+    with raw_path.open("w") as raw, tempfile.TemporaryDirectory() as tmp:
+        raw.write(f"# benchmarks.report, {mode} run\n# {where}\n# {versions_line(found)}\n\n")
+        try:
+            for i in range(repeats):
+                with phase(f"pass {i + 1}/{repeats}: codec cases (pytest-benchmark)"):
+                    runs.append(run_suite(args.quick, Path(tmp) / f"bench-{i}.json", raw))
+        except SuiteFailed as exc:
+            raw.flush()
+            tail = raw_path.read_text().splitlines()[-40:]
+            print("\n".join(tail), file=sys.stderr)
+            raise SystemExit(f"{exc}; its whole output is in {_shown(raw_path)}") from None
+    rows = best_medians(runs)
 
-    print("measuring memory, import time and streaming ...", file=sys.stderr, flush=True)
-    memory = measure.work_request_memory()
-    imports = measure.import_costs(runs=5 if args.quick else 9)
-    stream = {} if args.no_stream else streaming.tokens_per_second(1000 if args.quick else 5000)
-    bare = measure.bare_peek_times(rounds=5 if args.quick else 9)
+    with phase("memory of a decoded WorkRequest"):
+        memory = measure.work_request_memory()
+    with phase("cold import times"):
+        imports = measure.import_costs(runs=5 if args.quick else 9)
+    stream: dict[str, float] = {}
+    if not args.no_stream:
+        with phase("token stream websocket -> SSE"):
+            stream = streaming.tokens_per_second(1000 if args.quick else 5000)
+    with phase("bare timeit loop"):
+        bare = measure.bare_peek_times(rounds=5 if args.quick else 9)
 
     extra: dict[str, tuple[float, float, str]] = {
         "import oasst_shared.schemas.inference / import msgspec": (
@@ -381,7 +512,12 @@ def main(argv: list[str] | None = None) -> int:
     goal_text, goal_records = goals(rows, extra)
     bound_text, bound_records = bounds(rows)
     print()
-    print(f"Machine: {machine()}")
+    print(f"Machine: {where}")
+    print(f"Versions: {versions_line(found)}")
+    print(
+        f"Run: {mode}, {repeats} passes of the suite, each case keeps its lowest median; "
+        f"pytest-benchmark's per-case tables: {_shown(raw_path)}"
+    )
     print()
     print(text)
     print()
@@ -400,12 +536,15 @@ def main(argv: list[str] | None = None) -> int:
             "Token stream websocket -> SSE (tokens/s, best of 4): "
             + ", ".join(f"{k} {v:,.0f}" for k, v in stream.items())
         )
+    sys.stdout.flush()
     if args.json:
         args.json.write_text(
             json.dumps(
                 {
-                    "machine": machine(),
+                    "machine": where,
+                    "versions": found,
                     "quick": args.quick,
+                    "passes": repeats,
                     "cases": records,
                     "goals": goal_records,
                     "bounds": bound_records,
@@ -417,10 +556,10 @@ def main(argv: list[str] | None = None) -> int:
                 indent=2,
             )
         )
-        print(f"results written to {args.json}", file=sys.stderr)
+        print(f"results written to {_shown(args.json)}", file=sys.stderr)
     if args.chart:
-        chart(records, args.chart)
-        print(f"chart written to {args.chart}", file=sys.stderr)
+        chart(records, args.chart, chart_caption(found, where, args.quick))
+        print(f"chart written to {_shown(args.chart)}", file=sys.stderr)
     return 0
 
 

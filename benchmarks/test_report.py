@@ -1,8 +1,24 @@
-"""The report's arithmetic, on synthetic medians (no timing)."""
+"""The report's arithmetic and wiring, on synthetic medians (no timing), and the versions it names."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import io
+import json
+import platform
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import pytest
+from PIL import Image
+
+from benchmarks import measure, report
 from benchmarks.report import Row, bare_table, best_medians, bounds, goals, table
+
+MEASURED = ("msgspec", "orjson", "pydantic")
 
 
 def rows() -> list[Row]:
@@ -69,3 +85,144 @@ def test_bare_table_ratios() -> None:
     text = bare_table(times)
     assert "| msgspec skip-all | 100 ns | 0.25x |" in text
     assert "| relay: decode+encode / peek | - | 2.50x (over request_id only: 4.00x) |" in text
+
+
+def installed() -> dict[str, str]:
+    """What the report must name, read here straight from the installed distributions."""
+    found = {"Python": platform.python_version()}
+    for name in ("msgspec", "orjson", "pydantic"):
+        found[name] = importlib.metadata.version(name)
+    return found
+
+
+def test_versions_are_the_installed_ones() -> None:
+    expected = installed()
+    found = report.versions()
+    assert found == {"python": expected["Python"], **{k: v for k, v in expected.items() if k != "Python"}}
+    line = report.versions_line(found)
+    assert line == ", ".join(f"{name} {version}" for name, version in expected.items())
+
+
+def test_versions_line_names_a_missing_distribution() -> None:
+    assert report.versions_line({"python": "3.11.7", "pydantic": None}) == "Python 3.11.7, pydantic absent"
+
+
+def _fake_measurements(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report's wiring with synthetic medians: no suite, no timing."""
+
+    def fake_suite(quick: bool, out: Path, raw: IO[str]) -> list[Row]:
+        raw.write("RAW PER-CASE TABLE\n")
+        return rows()
+
+    monkeypatch.setattr(report, "run_suite", fake_suite)
+    monkeypatch.setattr(measure, "work_request_memory", lambda: {"struct": 300, "orjson": 500})
+    monkeypatch.setattr(
+        measure,
+        "import_costs",
+        lambda runs: {"msgspec": 0.02, "oasst_shared.schemas.inference": 0.025},
+    )
+    monkeypatch.setattr(
+        measure,
+        "bare_peek_times",
+        lambda rounds: {
+            "orjson.loads": 400e-9,
+            "request_id only": 125e-9,
+            "peek": 200e-9,
+            "decode+encode": 500e-9,
+        },
+    )
+
+
+def test_summary_json_and_chart_name_the_installed_versions(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _fake_measurements(monkeypatch)
+    raw, out_json, out_png = tmp_path / "raw" / "raw.txt", tmp_path / "r.json", tmp_path / "r.png"
+    argv = ["--quick", "--no-stream", "--raw", str(raw), "--json", str(out_json), "--chart", str(out_png)]
+    assert report.main(argv) == 0
+    stdout, stderr = capsys.readouterr()
+    expected = installed()
+    versions_text = ", ".join(f"{name} {version}" for name, version in expected.items())
+
+    # The terminal: the summary names machine and versions, the raw tables stay in the file.
+    assert f"Versions: {versions_text}\n" in stdout
+    assert f"Machine: {report.machine()}\n" in stdout
+    assert "| token decode / orjson.loads | 0.50x | <= 0.75x | yes |" in stdout
+    assert "RAW PER-CASE TABLE" not in stdout + stderr
+    assert raw.read_text().endswith("RAW PER-CASE TABLE\nRAW PER-CASE TABLE\n")  # two quick passes
+    assert versions_text in raw.read_text()
+    # A line per phase on stderr, with its time; none of them on stdout.
+    for label in ("pass 1/2: codec cases", "pass 2/2: codec cases", "cold import times", "bare timeit loop"):
+        assert re.search(rf"^{re.escape(label)}.* \.\.\. \d+\.\d s$", stderr, re.M), (label, stderr)
+        assert f"{label} ..." not in stdout
+
+    doc = json.loads(out_json.read_text())
+    assert doc["versions"] == {"python": expected["Python"], **{k: expected[k] for k in MEASURED}}
+    assert doc["machine"] == report.machine()
+
+    caption = Image.open(out_png).text["Description"]  # type: ignore[attr-defined]
+    assert versions_text in caption
+    assert report.machine() in caption
+
+
+def test_chart_shows_the_caption() -> None:
+    import matplotlib.pyplot as plt
+
+    _, records = table(rows())
+    caption = report.chart_caption(report.versions(), report.machine(), quick=True)
+    fig = report.chart_figure(records, caption)
+    try:
+        shown = [t.get_text() for ax in fig.axes for t in ax.texts]
+    finally:
+        plt.close(fig)
+    assert caption in shown
+    assert all(f"{name} {version}" in caption for name, version in installed().items())
+
+
+def _fake_suite_command(script: str) -> Callable[[bool, Path], list[str]]:
+    return lambda quick, out: [sys.executable, "-c", script, str(out)]
+
+
+def test_run_suite_sends_pytest_output_to_the_raw_file(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bench = {"extra_info": {"message": "T", "op": "decode", "impl": "struct"}, "stats": {"median": 2e-7}}
+    warmup = {"extra_info": {"message": "-", "op": "-", "impl": "warmup"}, "stats": {"median": 1e-7}}
+    script = (
+        "import json, sys; print('PER-CASE TABLE'); print('to stderr', file=sys.stderr); "
+        f"open(sys.argv[1], 'w').write(json.dumps({{'benchmarks': {[warmup, bench]!r}}}))"
+    )
+    monkeypatch.setattr(report, "suite_command", _fake_suite_command(script))
+    raw = tmp_path / "raw.txt"
+    with raw.open("w") as fh:
+        found = report.run_suite(True, tmp_path / "b.json", fh)
+    assert found == [Row("T", "decode", "struct", 2e-7)]
+    stdout, stderr = capfd.readouterr()
+    assert "PER-CASE TABLE" not in stdout + stderr
+    assert "PER-CASE TABLE\nto stderr\n" in raw.read_text()
+
+
+def test_a_failing_pass_names_the_raw_file(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    script = "import sys; print('E   AssertionError: case broke'); sys.exit(1)"
+    monkeypatch.setattr(report, "suite_command", _fake_suite_command(script))
+    raw = tmp_path / "raw.txt"
+    with pytest.raises(SystemExit) as exc:
+        report.main(["--quick", "--no-stream", "--raw", str(raw)])
+    assert str(raw) in str(exc.value)
+    assert "benchmark suite failed (exit 1)" in str(exc.value)
+    _, stderr = capfd.readouterr()
+    assert "pass 1/2: codec cases (pytest-benchmark) ... failed after" in stderr
+    assert "E   AssertionError: case broke" in stderr  # the tail of the raw output is shown
+
+
+def test_phase_reports_time_and_failure() -> None:
+    out = io.StringIO()
+    with report.phase("step one", out):
+        pass
+    assert re.fullmatch(r"step one \.\.\. \d+\.\d s\n", out.getvalue())
+    out = io.StringIO()
+    with pytest.raises(ValueError), report.phase("step two", out):
+        raise ValueError("boom")
+    assert re.fullmatch(r"step two \.\.\. failed after \d+\.\d s\n", out.getvalue())
