@@ -10,15 +10,21 @@ exceptions are the core's own objects. The views are generated from the structs
 ``to_pydantic(struct)`` and ``from_pydantic(model)`` convert any message either way without a
 JSON round trip (attributes are read directly and validated once).
 
-Importing ``oasst_compat`` is cheap: the view modules are imported on first use.
+Importing ``oasst_compat`` is cheap: the view modules are imported on first use. It needs
+pydantic (the ``pydantic`` extra); without it the import fails with a ``ModuleNotFoundError``
+that says so.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from oasst_compat._base import OasstModel
-from oasst_shared.schemas.base import OasstStruct
+from oasst_shared._optional import require
+
+require("pydantic", extra="pydantic", needed_by="oasst_compat (the Pydantic views)")
+
+from oasst_compat._base import OasstModel  # noqa: E402  (after the check, which names the extra)
+from oasst_shared.schemas.base import OasstStruct  # noqa: E402
 
 __all__ = ["OasstModel", "from_pydantic", "struct_class", "to_pydantic", "view_class"]
 
