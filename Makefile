@@ -14,7 +14,9 @@ BIN = $(VENV)/bin
 STAMP := .venv/.installed
 PYTEST_FLAGS ?=
 # The extras the tests exercise (the dev group is installed by default).
-EXTRAS := --extra pydantic --extra hardware --extra redis
+EXTRAS := pydantic hardware redis
+EMPTY :=
+COMMA := ,
 
 .PHONY: install lock test check lint typecheck pytest test-latest test-lowest bench compat generate fuzz clean
 
@@ -24,7 +26,7 @@ $(UV):
 install: $(STAMP)
 
 $(STAMP): pyproject.toml uv.lock $(wildcard package-lock.json) | $(UV)
-	$(UV) sync -q --locked --python $(PY) $(EXTRAS)
+	$(UV) sync -q --locked --python $(PY) $(addprefix --extra ,$(EXTRAS))
 	@# The backend mock server (prism) for the API client tests, into ./node_modules.
 	@if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; fi
 	touch $(STAMP)
@@ -58,7 +60,7 @@ test-latest test-lowest: $(UV) $(STAMP)
 	rm -rf .venv-$(RESOLUTION)
 	$(UV) venv -q --python $(PY) .venv-$(RESOLUTION)
 	$(UV) pip install -q --python .venv-$(RESOLUTION)/bin/python --resolution $(RESOLUTION) \
-		-e . --group dev $(EXTRAS)
+		-e '.[$(subst $(EMPTY) $(EMPTY),$(COMMA),$(EXTRAS))]' --group dev
 	@$(UV) pip list --python .venv-$(RESOLUTION)/bin/python 2>/dev/null \
 		| grep -E -i '^(msgspec|orjson|pydantic|httpx|anyio|redis|hiredis) ' | tr -s ' ' | paste -sd, -
 	$(MAKE) --no-print-directory check VENV=.venv-$(RESOLUTION)
