@@ -134,8 +134,9 @@ def _better(a: float, b: float, sense: str) -> bool:
 def comparison_table(envs: list[Env], kind: str) -> str:
     """Markdown: per ratio of ``kind`` ("goals" or "bounds"), min / median / max per environment.
 
-    For goals with two environments: how many rounds each did better in (same-round pairs),
-    and whether the spreads overlap ("overlap": no difference beyond the noise).
+    For goals with two environments: in how many rounds each did better than the other (the
+    two processes of a round compared), and whether the spreads overlap ("overlap": no
+    difference beyond the noise; a verdict needs ``MIN_PROCESSES_FOR_A_VERDICT`` rounds).
     """
     names: list[str] = []
     targets: dict[str, tuple[float, str]] = {}
@@ -150,7 +151,7 @@ def comparison_table(envs: list[Env], kind: str) -> str:
     head += [f"{env.label} min / median / max" for env in envs]
     if pair:
         a, b = envs
-        head += [f"rounds {a.label} better / {b.label} better", "spreads"]
+        head += [f"rounds won, {a.label} / {b.label}", "spreads"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in names:
         per_env = [[v for run in env.runs if (v := run[kind].get(name)) is not None] for env in envs]
@@ -176,9 +177,16 @@ def comparison_table(envs: list[Env], kind: str) -> str:
     return "\n".join(lines)
 
 
+# Fewer processes per environment than this and the spreads say nothing about the noise.
+MIN_PROCESSES_FOR_A_VERDICT = 3
+
+
 def _overlap(sa: Spread | None, sb: Spread | None, la: str, lb: str, sense: str) -> str:
+    """``overlap`` (no difference beyond the noise), ``apart: X better``, or too few processes."""
     if sa is None or sb is None:
         return "-"
+    if min(sa.count, sb.count) < MIN_PROCESSES_FOR_A_VERDICT:
+        return f"too few rounds (< {MIN_PROCESSES_FOR_A_VERDICT})"
     if sa.high < sb.low:
         lower = la
     elif sb.high < sa.low:

@@ -41,8 +41,7 @@ def test_goal_table_counts_rounds_and_tells_overlap_from_apart() -> None:
     text = comparison_table([a, b], "goals")
     lines = text.splitlines()
     assert lines[0] == (
-        "| goal | target | A min / median / max | B min / median / max "
-        "| rounds A better / B better | spreads |"
+        "| goal | target | A min / median / max | B min / median / max | rounds won, A / B | spreads |"
     )
     # decode, lower is better: A wins rounds 1 and 3, B rounds 2 and 4; the spreads overlap.
     assert "| decode | <= 0.75x | 0.60 / 0.64 / 0.70 | 0.57 / 0.64 / 0.72 | 2 / 2 of 4 | overlap |" in lines
@@ -54,9 +53,17 @@ def test_goal_table_counts_rounds_and_tells_overlap_from_apart() -> None:
 
 
 def test_apart_on_a_lower_is_better_goal_names_the_lower_one() -> None:
+    a = _env("A", decode=[0.5, 0.52, 0.51], stream=[1.0, 1.0, 1.0])
+    b = _env("B", decode=[0.6, 0.62, 0.61], stream=[1.0, 1.0, 1.0])
+    text = comparison_table([a, b], "goals")
+    assert "| 3 / 0 of 3 | apart: A better |" in text
+    assert "| stream | >= 1.0x | 1.00 / 1.00 / 1.00 | 1.00 / 1.00 / 1.00 | 0 / 0 of 3 | overlap |" in text
+
+
+def test_no_verdict_from_fewer_than_three_rounds() -> None:
     a = _env("A", decode=[0.5, 0.52], stream=[1.0, 1.0])
     b = _env("B", decode=[0.6, 0.62], stream=[1.0, 1.0])
-    assert "| 2 / 0 of 2 | apart: A better |" in comparison_table([a, b], "goals")
+    assert "| 2 / 0 of 2 | too few rounds (< 3) |" in comparison_table([a, b], "goals")
 
 
 def test_bounds_table_has_spreads_only() -> None:
