@@ -26,6 +26,15 @@ from oasst_shared import codec
 from oasst_shared.schemas import inference
 
 
+class _BareToken(msgspec.Struct, kw_only=True, gc=False, tag_field="response_type", tag="token"):
+    """TokenResponse's fields on a plain msgspec struct: the construction floor."""
+
+    request_id: str | None = None
+    text: str
+    log_prob: float | None = None
+    token_id: int
+
+
 @dataclass(frozen=True)
 class Case:
     message: str
@@ -341,14 +350,51 @@ def relay_cases() -> list[Case]:
 
 
 def construction_cases() -> list[Case]:
-    """Building one TokenResponse in the worker, per generated token."""
+    """Building one TokenResponse in the worker, per generated token.
+
+    ``struct`` is the drop-in call (through the metaclass ``__call__`` that accepts the tag
+    keyword), ``struct-tag`` the same call passing ``response_type="token"`` as the
+    reference's code may, ``struct-new`` the fast path ``TokenResponse.new`` (msgspec's
+    constructor alone, what the plain call cost before tag keywords), and ``msgspec-bare`` the
+    floor: the same fields on a plain ``msgspec.Struct``, whose class call is a C vectorcall.
+    """
     rid = messages.REQUEST_ID
+    token = inference.TokenResponse
+    new_token = inference.TokenResponse.new
     cases = [
         Case(
             "TokenResponse",
             "construct",
             "struct",
-            lambda: inference.TokenResponse(request_id=rid, text=" a", log_prob=-0.5, token_id=7),
+            lambda: token(request_id=rid, text=" a", log_prob=-0.5, token_id=7),
+        ),
+        Case(
+            "TokenResponse",
+            "construct",
+            "struct-tag",
+            lambda: token(response_type="token", request_id=rid, text=" a", log_prob=-0.5, token_id=7),
+            _expect_equal(
+                lambda: token(response_type="token", request_id=rid, text=" a", log_prob=-0.5, token_id=7),
+                token(request_id=rid, text=" a", log_prob=-0.5, token_id=7),
+                "TokenResponse construct with the tag keyword",
+            ),
+        ),
+        Case(
+            "TokenResponse",
+            "construct",
+            "struct-new",
+            lambda: new_token(request_id=rid, text=" a", log_prob=-0.5, token_id=7),
+            _expect_equal(
+                lambda: type(new_token(request_id=rid, text=" a", log_prob=-0.5, token_id=7)),
+                inference.TokenResponse,
+                "TokenResponse.new",
+            ),
+        ),
+        Case(
+            "TokenResponse",
+            "construct",
+            "msgspec-bare",
+            lambda: _BareToken(request_id=rid, text=" a", log_prob=-0.5, token_id=7),
         ),
         Case(
             "TokenResponse",

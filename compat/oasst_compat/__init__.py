@@ -8,7 +8,9 @@ exceptions are the core's own objects. The views are generated from the structs
 (``python -m oasst_compat._generate``); the structs stay the one source of truth.
 
 ``to_pydantic(struct)`` and ``from_pydantic(model)`` convert any message either way without a
-JSON round trip (attributes are read directly and validated once).
+JSON round trip (attributes are read directly and validated once). ``parse_raw_as(tp, data)``
+and ``parse_obj_as(tp, obj)`` replace pydantic v1's helpers of those names (removed in
+pydantic 2), with their argument order.
 
 Importing ``oasst_compat`` is cheap: the view modules are imported on first use. It needs
 pydantic (the ``pydantic`` extra); without it the import fails with a ``ModuleNotFoundError``
@@ -17,7 +19,9 @@ that says so.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from oasst_shared._optional import require
 
@@ -26,7 +30,20 @@ require("pydantic", extra="pydantic", needed_by="oasst_compat (the Pydantic view
 from oasst_compat._base import OasstModel  # noqa: E402  (after the check, which names the extra)
 from oasst_shared.schemas.base import OasstStruct  # noqa: E402
 
-__all__ = ["OasstModel", "from_pydantic", "struct_class", "to_pydantic", "view_class"]
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
+__all__ = [
+    "OasstModel",
+    "from_pydantic",
+    "parse_obj_as",
+    "parse_raw_as",
+    "struct_class",
+    "to_pydantic",
+    "view_class",
+]
+
+T = TypeVar("T")
 
 _VIEWS: dict[type[OasstStruct], type[OasstModel]] = {}
 
@@ -63,3 +80,46 @@ def to_pydantic(struct: OasstStruct) -> OasstModel:
 def from_pydantic(model: OasstModel) -> OasstStruct:
     """The message struct of a Pydantic view (validated by msgspec)."""
     return model.to_struct()
+
+
+# One TypeAdapter per type, built on first use (building one costs far more than validating).
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(tp: Any) -> TypeAdapter[Any]:
+    try:
+        adapter = _ADAPTERS.get(tp)
+    except TypeError:  # unhashable: built per call
+        adapter = None
+    if adapter is None:
+        from pydantic import TypeAdapter
+
+        adapter = TypeAdapter(tp)
+        with contextlib.suppress(TypeError):  # unhashable: not cached
+            _ADAPTERS[tp] = adapter
+    return adapter
+
+
+@overload
+def parse_raw_as(tp: type[T], data: str | bytes | bytearray) -> T: ...
+@overload
+def parse_raw_as(tp: Any, data: str | bytes | bytearray) -> Any: ...
+def parse_raw_as(tp: Any, data: str | bytes | bytearray) -> Any:
+    """Validate a JSON document as ``tp`` (a view, a view union such as
+    ``inference.WorkerResponse``, or any type pydantic validates): pydantic v1's
+    ``parse_raw_as(tp, data)``, through a ``TypeAdapter`` cached per type
+    (``TypeAdapter(tp).validate_json(data)``). Bad input raises ``pydantic.ValidationError``.
+    """
+    return _adapter(tp).validate_json(data)
+
+
+@overload
+def parse_obj_as(tp: type[T], obj: Any) -> T: ...
+@overload
+def parse_obj_as(tp: Any, obj: Any) -> Any: ...
+def parse_obj_as(tp: Any, obj: Any) -> Any:
+    """Validate Python data as ``tp``: pydantic v1's ``parse_obj_as(tp, obj)``, through a
+    ``TypeAdapter`` cached per type (``TypeAdapter(tp).validate_python(obj)``). Bad input
+    raises ``pydantic.ValidationError``.
+    """
+    return _adapter(tp).validate_python(obj)
