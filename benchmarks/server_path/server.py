@@ -97,7 +97,9 @@ class _PerMessage(Variant):
     def __init__(self, redis_url: str) -> None:
         import redis.asyncio
 
-        self.redis = redis.asyncio.Redis.from_url(redis_url)
+        # redis-py 8's defaults (100 connections, a 5 s socket timeout) do not fit one blocked
+        # BLPOP per open chat; the reference ran on redis-py 4, unbounded and without a timeout.
+        self.redis = redis.asyncio.Redis.from_url(redis_url, max_connections=1 << 20, socket_timeout=None)
 
     async def stop(self) -> None:
         await self.redis.aclose()

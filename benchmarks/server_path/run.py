@@ -1,0 +1,303 @@
+"""Run every variant against one embedded Redis, then the relay across two server processes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+VARIANTS: tuple[tuple[str, str], ...] = (
+    ("floor", "floor: websocket -> in-process queue -> SSE, no Redis"),
+    ("views", "(a) per message, Pydantic v2 views (the reference's pattern)"),
+    ("structs", "(b) per message, structs (oasst_shared.codec)"),
+    ("relay", "(c) oasst_shared.relay (group commit, batched reads, raw frames)"),
+)
+TARGET_RATE = 20_000.0
+LOW_RATE = 5_000.0
+GOAL_CPU_RATIO = 10.0
+GOAL_TOKENS_PER_CORE = 40_000.0
+GOAL_P99_MS = 10.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Size of a run."""
+
+    chats: int
+    tokens: int
+    phases: tuple[str, ...]
+    two_server_phases: tuple[str, ...]
+
+    @classmethod
+    def of(cls, quick: bool) -> Settings:
+        phases = ("flood", str(int(TARGET_RATE)), str(int(LOW_RATE)))
+        if quick:
+            return cls(chats=32, tokens=50, phases=phases, two_server_phases=("flood", phases[1]))
+        return cls(chats=256, tokens=200, phases=phases, two_server_phases=("flood", phases[1]))
+
+
+def relay_available() -> str | None:
+    """None if ``oasst_shared.relay`` imports, else why not."""
+    try:
+        from oasst_shared.relay import Relay  # noqa: F401
+    except ImportError as exc:
+        return f"oasst_shared.relay is not importable ({exc})"
+    return None
+
+
+@contextmanager
+def server_process(variant: str, redis_url: str) -> Iterator[int]:
+    """A measured server process of ``variant``; yields its port."""
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.server_path.server", variant, redis_url],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line.startswith("PORT "):
+                proc.wait(timeout=10)
+                err.seek(0)
+                raise RuntimeError(f"server {variant} did not start: {err.read().decode()[-2000:]}")
+            yield int(line.split()[1])
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def run_load(
+    worker_port: int, browser_port: int, redis_url: str, s: Settings, phases: tuple[str, ...]
+) -> Any:
+    """One load process over ``phases``; returns its per-phase results."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.server_path.load",
+        f"--worker-port={worker_port}",
+        f"--browser-port={browser_port}",
+        f"--redis={redis_url}",
+        f"--chats={s.chats}",
+        f"--tokens={s.tokens}",
+        *(f"--phase={p}" for p in phases),
+    ]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"load process failed ({out.returncode}): {out.stderr[-3000:]}")
+    return json.loads(out.stdout)
+
+
+def _flush(redis_url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def run_benchmark(quick: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Every variant, one after the other against one Redis, then the two-server relay run."""
+    from tests.redis_server import running_redis
+
+    s = Settings.of(quick)
+    results: dict[str, Any] = {
+        "settings": {"chats": s.chats, "tokens": s.tokens, "phases": list(s.phases), "quick": quick},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "loadavg_before": os.getloadavg(),
+        },
+        "variants": {},
+    }
+    missing_relay = relay_available()
+    started = time.perf_counter()
+    with running_redis() as srv:
+        results["machine"]["redis"] = srv.url.split("://")[0]
+        for name, _label in VARIANTS:
+            if name == "relay" and missing_relay:
+                results["variants"][name] = {"unavailable": missing_relay}
+                continue
+            if progress:
+                print(f"  {name} ...", file=sys.stderr, flush=True)
+            _flush(srv.url)
+            with server_process(name, srv.url) as port:
+                phases = run_load(port, port, srv.url, s, s.phases)
+            results["variants"][name] = {"phases": {p["phase"]: p for p in phases}}
+        if missing_relay:
+            results["two_servers"] = {"unavailable": missing_relay}
+        else:
+            if progress:
+                print("  relay across two server processes ...", file=sys.stderr, flush=True)
+            _flush(srv.url)
+            with server_process("relay", srv.url) as a, server_process("relay", srv.url) as b:
+                phases = run_load(a, b, srv.url, s, s.two_server_phases)
+            results["two_servers"] = {"phases": {p["phase"]: p for p in phases}}
+    results["seconds"] = time.perf_counter() - started
+    results["machine"]["loadavg_after"] = os.getloadavg()
+    results["goals"] = goals(results)
+    return results
+
+
+def _phase(results: dict[str, Any], variant: str, phase: str) -> dict[str, Any] | None:
+    v = results["variants"].get(variant, {})
+    p: dict[str, Any] | None = v.get("phases", {}).get(phase)
+    return p
+
+
+def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's three goals, each with the measured figure and met or not."""
+    rate = str(int(TARGET_RATE))
+    out: list[dict[str, Any]] = []
+    a = _phase(results, "views", "flood")
+    c = _phase(results, "relay", "flood")
+    c_rate = _phase(results, "relay", rate)
+    ratio = a["server_cpu_us_per_token"] / c["server_cpu_us_per_token"] if a and c else math.nan
+    out.append(
+        {
+            "goal": f"(c) uses >= {GOAL_CPU_RATIO:g}x less server CPU per token than (a) (saturation)",
+            "measured": f"{ratio:.1f}x",
+            "met": ratio >= GOAL_CPU_RATIO,
+        }
+    )
+    per_core = 1e6 / c["server_cpu_us_per_token"] if c else math.nan
+    out.append(
+        {
+            "goal": f">= {GOAL_TOKENS_PER_CORE:,.0f} tokens/s per server core ((c), saturation)",
+            "measured": f"{per_core:,.0f} tokens per server CPU-second",
+            "met": per_core >= GOAL_TOKENS_PER_CORE,
+        }
+    )
+    if c_rate:
+        p99 = c_rate["latency_ms_p99"]
+        achieved = c_rate["achieved_tps"]
+        sustained = achieved >= 0.95 * TARGET_RATE
+        out.append(
+            {
+                "goal": f"(c) p99 latency <= {GOAL_P99_MS:g} ms at {TARGET_RATE:,.0f} tokens/s offered",
+                "measured": f"p99 {p99:.2f} ms, {achieved:,.0f} tokens/s achieved",
+                "met": p99 <= GOAL_P99_MS and sustained,
+            }
+        )
+    else:
+        out.append({"goal": "(c) p99 latency", "measured": "not run", "met": False})
+    two = results.get("two_servers", {}).get("phases")
+    if two:
+        ok = all(p["ok"] for p in two.values())
+        delivered = sum(p["tokens_delivered_in_order"] for p in two.values())
+        expected = sum(p["tokens"] for p in two.values())
+        out.append(
+            {
+                "goal": "(c) across two server processes: every token delivered once, in order",
+                "measured": f"{delivered:,} of {expected:,} tokens in order, "
+                f"{sum(p['errors'] for p in two.values())} errors",
+                "met": ok,
+            }
+        )
+    return out
+
+
+def _fmt(value: float | None, spec: str = ",.0f") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
+
+
+def _rate_cell(p: dict[str, Any] | None) -> str:
+    if not p:
+        return "-"
+    return (
+        f"{_fmt(p['achieved_tps'])} tok/s, p50 {_fmt(p['latency_ms_p50'], '.2f')} ms, "
+        f"p99 {_fmt(p['latency_ms_p99'], '.2f')} ms, CPU {_fmt(p['server_cpu_us_per_token'], '.1f')} us/tok"
+    )
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The report: one row per variant, the goals, and the two-server run."""
+    st = results["settings"]
+    rate = str(int(TARGET_RATE))
+    low = str(int(LOW_RATE))
+    lines = [
+        f"### Inference server token path end to end ({st['chats']} chats x {st['tokens']} tokens"
+        f"{', quick' if st['quick'] else ''})",
+        "",
+        "Server CPU = the measured server process's CPU time (user + system) over the phase / tokens. "
+        "Saturation: every worker writes all its frames at once; tokens/s = tokens / (first send to "
+        "last receipt), on a machine shared with Redis and the load process. Latency: worker's "
+        "write to browser's receipt.",
+        "",
+        "| variant | server CPU per token (saturation) | tokens/s at saturation | tokens per server "
+        f"CPU-second | Redis CPU per token | offered {float(rate):,.0f} tok/s | offered {float(low):,.0f} "
+        "tok/s | all in order |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, label in VARIANTS:
+        v = results["variants"].get(name, {})
+        if "unavailable" in v:
+            lines.append(f"| {label} | not run: {v['unavailable']} | | | | | | |")
+            continue
+        sat = _phase(results, name, "flood")
+        if sat is None:
+            continue
+        ok = all(p["ok"] for p in v["phases"].values())
+        lines.append(
+            f"| {label} | {sat['server_cpu_us_per_token']:.1f} us | {_fmt(sat['achieved_tps'])} | "
+            f"{_fmt(1e6 / sat['server_cpu_us_per_token'])} | {sat['redis_cpu_us_per_token']:.1f} us | "
+            f"{_rate_cell(_phase(results, name, rate))} | {_rate_cell(_phase(results, name, low))} | "
+            f"{'yes' if ok else 'NO'} |"
+        )
+    lines += ["", "| goal | measured | met |", "|---|---|---|"]
+    for g in results["goals"]:
+        lines.append(f"| {g['goal']} | {g['measured']} | {'yes' if g['met'] else 'no'} |")
+    two = results.get("two_servers", {})
+    if "phases" in two:
+        lines += [
+            "",
+            "Relay across two server processes (workers on one, browsers on the other; CPU summed):",
+            "",
+        ]
+        for p in two["phases"].values():
+            if p["offered_tps"] is None:
+                what, lat = "saturation", ""
+            else:
+                what = f"offered {p['offered_tps']:,.0f} tok/s"
+                lat = f", p50 {p['latency_ms_p50']:.2f} ms, p99 {p['latency_ms_p99']:.2f} ms"
+            split = " + ".join(f"{x * 1e6 / p['tokens']:.1f}" for x in p["server_cpu_seconds"])
+            lines.append(
+                f"- {what}: {p['tokens_delivered_in_order']:,} of {p['tokens']:,} tokens delivered in "
+                f"order, {p['errors']} errors; {_fmt(p['achieved_tps'])} tok/s{lat}; server CPU "
+                f"{p['server_cpu_us_per_token']:.1f} us/token ({split})"
+            )
+    elif "unavailable" in two:
+        lines += ["", f"Relay across two server processes: not run ({two['unavailable']})."]
+    m = results["machine"]
+    lines += [
+        "",
+        f"Machine: {m['cpus']} CPUs, Python {m['python']}, load average before "
+        f"{m['loadavg_before'][0]:.2f}, after {m['loadavg_after'][0]:.2f}; "
+        f"run took {results['seconds']:.0f} s.",
+    ]
+    return "\n".join(lines)

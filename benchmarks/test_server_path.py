@@ -1,0 +1,67 @@
+"""The server-path benchmark end to end, in its quick mode, once: correctness only, no timings.
+
+Starts a real Redis, the measured server process of each variant (and two relay servers
+sharing the Redis) and the load process; every browser must get exactly its chat's tokens in
+order, then the final message, and the report must have a row per variant and every goal.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from benchmarks.server_path import run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def quick_results() -> dict[str, object]:
+    return run.run_benchmark(quick=True)
+
+
+def test_every_variant_delivers_every_token_in_order(quick_results: dict[str, object]) -> None:
+    settings = run.Settings.of(quick=True)
+    variants = quick_results["variants"]
+    assert isinstance(variants, dict)
+    assert set(variants) == {name for name, _ in run.VARIANTS}
+    for name, v in variants.items():
+        assert "unavailable" not in v, v
+        phases = v["phases"]
+        assert set(phases) == set(settings.phases), name
+        for phase, p in phases.items():
+            assert p["errors"] == 0, (name, phase, p["error_samples"])
+            assert p["tokens_delivered_in_order"] == settings.chats * settings.tokens, (name, phase)
+            assert p["chats_complete"] == settings.chats, (name, phase)
+            assert p["ok"], (name, phase)
+            assert p["server_cpu_us_per_token"] > 0, (name, phase)
+            if p["offered_tps"] is not None:
+                assert not math.isnan(p["latency_ms_p99"]), (name, phase)
+
+
+def test_relay_across_two_servers_loses_and_reorders_nothing(quick_results: dict[str, object]) -> None:
+    settings = run.Settings.of(quick=True)
+    two = quick_results["two_servers"]
+    assert isinstance(two, dict)
+    assert "unavailable" not in two, two
+    assert set(two["phases"]) == set(settings.two_server_phases)
+    for phase, p in two["phases"].items():
+        assert p["errors"] == 0, (phase, p["error_samples"])
+        assert p["tokens_delivered_in_order"] == settings.chats * settings.tokens, phase
+        assert len(p["server_cpu_seconds"]) == 2, phase  # both processes were read
+        assert all(cpu > 0 for cpu in p["server_cpu_seconds"]), phase  # and both did work
+
+
+def test_report_has_a_row_per_variant_and_the_goals(quick_results: dict[str, object]) -> None:
+    text = run.markdown(quick_results)
+    for _, label in run.VARIANTS:
+        rows = [line for line in text.splitlines() if line.startswith(f"| {label} |")]
+        assert len(rows) == 1, label
+        assert "not run" not in rows[0], rows[0]
+    goals = quick_results["goals"]
+    assert isinstance(goals, list)
+    assert len(goals) == 4
+    for g in goals:
+        assert f"| {g['goal']} | {g['measured']} |" in text
+    assert "Relay across two server processes (workers on one, browsers on the other" in text
