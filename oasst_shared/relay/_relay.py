@@ -88,6 +88,26 @@ class QueuePosition(NamedTuple):
     """How many messages are queued (``max(ctr_enq - ctr_deq, position)``)."""
 
 
+def _pack(args: Sequence[Any]) -> bytes:
+    """One command in RESP, built in one pass (redis-py's packer costs several times more per
+    argument, which matters for a flush carrying thousands of frames)."""
+    parts = [b"*%d\r\n" % len(args)]
+    append = parts.append
+    for a in args:
+        if isinstance(a, bytes):
+            b = a
+        elif isinstance(a, str):
+            b = a.encode()
+        elif isinstance(a, (int, float)) and not isinstance(a, bool):
+            b = repr(a).encode()
+        else:
+            raise TypeError(f"cannot send {type(a).__name__} to Redis")
+        append(b"$%d\r\n" % len(b))
+        append(b)
+        append(b"\r\n")
+    return b"".join(parts)
+
+
 def _check_id(name: str, value: object) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{name} must be a non-empty str, got {value!r}")
@@ -171,7 +191,7 @@ class _Link:
             while True:
                 conn = await self.connected(op=op, key=key, deadline=deadline)
                 try:
-                    await conn.send_packed_command(conn.pack_command(*args), check_health=False)
+                    await conn.send_packed_command(_pack(args), check_health=False)
                 except _NETWORK_ERRORS as exc:
                     await conn.disconnect(nowait=True)
                     if time.monotonic() + delay > deadline:
@@ -239,6 +259,8 @@ class Subscription:
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
         self._closed = False
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> Subscription:
         self._relay._register(self)
@@ -271,13 +293,22 @@ class Subscription:
                 raise RelayError("subscription is closed", key=self.key, operation="next_batch")
             loop = asyncio.get_running_loop()
             w = self._waiter = loop.create_future()
-            handle = None if timeout is None else loop.call_later(timeout, _set_none, w)
+            if timeout is None:
+                self._deadline = float("inf")
+            else:
+                # one timer per subscription, re-armed only when it fires early: a timer per wait
+                # (call_later + cancel) costs more than the rest of a token's trip through here
+                deadline = self._deadline = loop.time() + timeout
+                timer = self._timer
+                if timer is not None and timer.when() > deadline:
+                    timer.cancel()
+                    timer = None
+                if timer is None:
+                    self._timer = loop.call_at(deadline, self._on_timer)
             try:
                 await w
             finally:
                 self._waiter = None
-                if handle is not None:
-                    handle.cancel()
         if self._frames:
             out = list(self._frames)
             self._frames.clear()
@@ -290,6 +321,17 @@ class Subscription:
             )
         return []
 
+    def _on_timer(self) -> None:
+        self._timer = None
+        w = self._waiter
+        if w is None or w.done():
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._on_timer)
+        else:
+            w.set_result(None)
+
     def give_back(self, frames: list[bytes]) -> None:
         """Put frames taken but not used back at the head of the local buffer (in order)."""
         self._frames.extendleft(reversed(frames))
@@ -300,16 +342,14 @@ class Subscription:
         if self._closed:
             return
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._relay._unregister(self)
         leftover = list(self._frames)
         self._frames.clear()
         if leftover:
             await self._relay._push_back(self._bkey, leftover)
-
-
-def _set_none(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 # ------------------------------------------------------------------------------------ relay
@@ -742,23 +782,11 @@ class Relay:
                 block_timeout = 1.0 if self._reader_client_id is not None else 0.05
             try:
                 if drained_last:
-                    reply = await self._read_round_trip(
-                        conn,
-                        ["EVALSHA", self._drain_sha, len(keys), *keys, _DRAIN_PER_KEY],
-                        keys=keys,
-                    )
-                    got = False
-                    if reply:
-                        for i in range(0, len(reply), 2):
-                            frames = reply[i + 1]
-                            if frames:
-                                got = True
-                                self._deliver(keys[int(reply[i]) - 1], frames)
-                    drained_last = got
+                    drained_last = await self._drain(conn, keys)
                     continue
                 self._reader_blocked = self._subs_version
                 try:
-                    reply = await self._read_round_trip(conn, ["BLPOP", *keys, block_timeout], keys=keys)
+                    reply = await self._read_round_trip(conn, ["BLPOP", *keys, block_timeout])
                 finally:
                     self._reader_blocked = None
                 if reply:
@@ -769,7 +797,7 @@ class Relay:
             except NoScriptError:
                 with contextlib.suppress(Exception):
                     await conn.send_packed_command(
-                        conn.pack_command("SCRIPT", "LOAD", _scripts.DRAIN), check_health=False
+                        _pack(("SCRIPT", "LOAD", _scripts.DRAIN)), check_health=False
                     )
                     await conn.read_response(disable_decoding=True)
             except ResponseError as exc:
@@ -794,8 +822,23 @@ class Relay:
                 await asyncio.sleep(_BACKOFF_FIRST)
                 drained_last = True
 
-    async def _read_round_trip(self, conn: Any, args: list[Any], *, keys: list[bytes]) -> Any:
-        await conn.send_packed_command(conn.pack_command(*args), check_health=False)
+    async def _drain(self, conn: Any, keys: list[bytes]) -> bool:
+        """One round trip popping every frame waiting in ``keys`` (up to a cap per key) and
+        delivering them; True if any. One ``EVALSHA`` of ``LPOP key count`` per key."""
+        reply = await self._read_round_trip(
+            conn, ["EVALSHA", self._drain_sha, len(keys), *keys, _DRAIN_PER_KEY]
+        )
+        got = False
+        if reply:
+            for i in range(0, len(reply), 2):
+                frames = reply[i + 1]
+                if frames:
+                    got = True
+                    self._deliver(keys[int(reply[i]) - 1], frames)
+        return got
+
+    async def _read_round_trip(self, conn: Any, args: list[Any]) -> Any:
+        await conn.send_packed_command(_pack(args), check_health=False)
         reply = await conn.read_response(disable_decoding=True)
         self._reader_down_since = None
         return reply
@@ -803,7 +846,7 @@ class Relay:
     async def _reader_id(self, link: _Link) -> bytes | None:
         conn = link.conn
         try:
-            await conn.send_packed_command(conn.pack_command("CLIENT", "ID"), check_health=False)
+            await conn.send_packed_command(_pack(("CLIENT", "ID")), check_health=False)
             reply = await conn.read_response(disable_decoding=True)
         except ResponseError:
             return None  # CLIENT not allowed: the reader polls with short BLPOP timeouts instead

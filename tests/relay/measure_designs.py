@@ -1,0 +1,162 @@
+"""Measure the relay designs against each other (not a test): ``python -m tests.relay.measure_designs``.
+
+K concurrent streams x N tokens in one process, through a real redis-server (tests/redis_server.py);
+each stream's publisher awaits each publish (as a worker handler does), each consumer decodes every
+response to a struct. Reports this process's CPU time per token (Redis's own CPU is not counted) and
+tokens/s. Designs:
+
+* ``per-message``: the reference's pattern with our structs: ``RPUSH`` + ``EXPIRE`` per token through a
+  redis-py client, one ``BLPOP`` per token per stream.
+* ``relay-pipelined``: the relay's group commit and single reader, but a flush is a pipeline of
+  ``RPUSH`` + ``EXPIRE`` per queue and a drain is a pipeline of ``LPOP key count`` per stream.
+* ``relay``: the relay as built: one ``EVALSHA`` per flush and one ``EVALSHA`` per drain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from oasst_shared import codec
+from oasst_shared.relay import Relay, message_queue_key
+from oasst_shared.relay._relay import _DRAIN_PER_KEY, _Batch
+from oasst_shared.schemas import inference
+from tests.redis_server import running_redis
+
+
+def token_frame(i: int) -> bytes:
+    return codec.worker_response.encode(
+        inference.TokenResponse(request_id="work-request-id", text=f" tok{i}", log_prob=-0.25, token_id=i)
+    )
+
+
+FINAL = codec.worker_response.encode(
+    inference.GeneratedTextResponse(request_id="work-request-id", text="all", finish_reason="length")
+)
+
+
+class PipelinedRelay(Relay):
+    """The relay with pipelines instead of scripts (the alternative measured)."""
+
+    async def _send_batch(self, batch: _Batch) -> None:
+        link = self._pub
+        conn = await link.connected(op="publish", key=None, deadline=time.monotonic() + 5)
+        cmds: list[tuple[Any, ...]] = []
+        for key, frames in batch.frames.items():
+            cmds.append(("RPUSH", key, *frames))
+            cmds.append(("EXPIRE", key, self.message_queue_expire))
+        async with link.lock:
+            await conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
+            for _ in cmds:
+                await conn.read_response(disable_decoding=True)
+        for fut, _key, _idx in batch.waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _drain(self, conn: Any, keys: list[bytes]) -> bool:
+        await conn.send_packed_command(
+            conn.pack_commands([("LPOP", k, _DRAIN_PER_KEY) for k in keys]), check_health=False
+        )
+        got = False
+        for k in keys:
+            frames = await conn.read_response(disable_decoding=True)
+            if frames:
+                got = True
+                self._deliver(k, frames)
+        self._reader_down_since = None
+        return got
+
+
+async def run_relay(url: str, cls: type[Relay], k: int, n: int) -> int:
+    frames = [token_frame(i) for i in range(n)]
+    async with cls(url) as relay:
+
+        async def consume(mid: str) -> int:
+            count = 0
+            async for _item in relay.stream(mid, timeout=10):
+                count += 1
+            return count
+
+        async def produce(mid: str) -> None:
+            for f in frames:
+                await relay.publish(mid, f)
+            await relay.publish(mid, FINAL)
+
+        consumers = [asyncio.create_task(consume(f"m{j}")) for j in range(k)]
+        await asyncio.sleep(0.05)
+        await asyncio.gather(*(produce(f"m{j}") for j in range(k)))
+        counts = await asyncio.gather(*consumers)
+    return sum(counts)
+
+
+async def run_per_message(url: str, k: int, n: int) -> int:
+    frames = [token_frame(i) for i in range(n)]
+    client = aioredis.Redis.from_url(url, max_connections=2 * k + 4)
+    decode = codec.worker_response.decode
+
+    async def consume(mid: str) -> int:
+        key = message_queue_key(mid)
+        count = 0
+        while True:
+            item = await client.blpop([key], timeout=10)
+            if item is None:
+                return count
+            msg = decode(item[1])
+            count += 1
+            if msg.response_type == "generated_text":
+                return count
+
+    async def produce(mid: str) -> None:
+        key = message_queue_key(mid)
+        for f in [*frames, FINAL]:
+            await client.rpush(key, f)
+            await client.expire(key, 60)
+
+    consumers = [asyncio.create_task(consume(f"m{j}")) for j in range(k)]
+    await asyncio.sleep(0.05)
+    await asyncio.gather(*(produce(f"m{j}") for j in range(k)))
+    total = sum(await asyncio.gather(*consumers))
+    await client.aclose()
+    return total
+
+
+def measure(name: str, url: str, k: int, n: int) -> dict[str, float]:
+    async def go() -> int:
+        if name == "per-message":
+            return await run_per_message(url, k, n)
+        return await run_relay(url, PipelinedRelay if name == "relay-pipelined" else Relay, k, n)
+
+    c0, t0 = time.process_time(), time.perf_counter()
+    total = asyncio.run(go())
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    assert total == k * (n + 1), (name, total)
+    return {"cpu_us_per_token": cpu / total * 1e6, "tokens_per_s": total / wall}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--streams", type=int, default=64)
+    ap.add_argument("--tokens", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    with running_redis() as srv:
+        for name in ("per-message", "relay-pipelined", "relay"):
+            best: dict[str, float] | None = None
+            for _ in range(args.rounds):
+                srv.flushall()
+                r = measure(name, srv.url, args.streams, args.tokens)
+                if best is None or r["cpu_us_per_token"] < best["cpu_us_per_token"]:
+                    best = r
+            assert best is not None
+            print(
+                f"{name:16s} {best['cpu_us_per_token']:7.1f} us CPU/token  {best['tokens_per_s']:9.0f} tokens/s"
+                f"  ({args.streams} streams x {args.tokens} tokens, best of {args.rounds})"
+            )
+
+
+if __name__ == "__main__":
+    main()
