@@ -153,7 +153,8 @@ def main() -> None:
                     best = r
             assert best is not None
             print(
-                f"{name:16s} {best['cpu_us_per_token']:7.1f} us CPU/token  {best['tokens_per_s']:9.0f} tokens/s"
+                f"{name:16s} {best['cpu_us_per_token']:7.1f} us CPU/token"
+                f"  {best['tokens_per_s']:9.0f} tokens/s"
                 f"  ({args.streams} streams x {args.tokens} tokens, best of {args.rounds})"
             )
 

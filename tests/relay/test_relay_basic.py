@@ -1,0 +1,263 @@
+"""The relay's stream and publish semantics against a real Redis (asyncio only: see conftest)."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+from datetime import datetime
+from http import HTTPStatus
+
+import pytest
+import redis.asyncio as aioredis
+
+from oasst_shared import codec
+from oasst_shared.exceptions import OasstError
+from oasst_shared.relay import (
+    TERMINAL_RESPONSE_TYPES,
+    QueueFullError,
+    Relay,
+    RelayDecodeError,
+    RelayError,
+    RelayPublishError,
+)
+from oasst_shared.schemas import inference
+from tests.relay.helpers import final, token, token_frame
+
+pytestmark = pytest.mark.anyio
+
+
+async def evalsha_calls(client: aioredis.Redis) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_structs_in_structs_out(relay: Relay) -> None:
+    sent = [token(i) for i in range(5)] + [final()]
+    for msg in sent:
+        await relay.publish("m1", msg)
+    got = [item async for item in relay.stream("m1", timeout=5)]
+    assert got == sent
+
+
+async def test_raw_frames_are_forwarded_byte_for_byte(relay: Relay, redis_url: str) -> None:
+    # a frame with spacing and key order the codec would not produce: it must arrive unchanged
+    odd = b'{ "token_id": 7, "text": "x",  "response_type": "token", "request_id": "r" }'
+    frames = [token_frame(1), odd, codec.worker_response.encode(final())]
+    for f in frames:
+        await relay.publish("m-raw", f)
+    client = aioredis.Redis.from_url(redis_url)
+    assert await client.lrange("message:m-raw", 0, -1) == frames
+    await client.aclose()
+    got = [item async for item in relay.stream("m-raw", timeout=5, raw=True)]
+    assert got == frames
+    assert all(type(g) is bytes for g in got)
+
+
+async def test_publishes_of_one_iteration_share_one_round_trip(relay: Relay, redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    await relay.publish("warm", token(0))  # loads the script and connects
+    before = await evalsha_calls(client)
+    # 40 publishes to 10 queues, all issued in the same loop iteration
+    await asyncio.gather(*(relay.publish(f"q{i % 10}", token(i)) for i in range(40)))
+    assert await evalsha_calls(client) - before == 1
+    for q in range(10):
+        assert await client.llen(f"message:q{q}") == 4
+        ttl = await client.ttl(f"message:q{q}")
+        assert 0 < ttl <= relay.message_queue_expire
+    # a lone publish does not wait for company: it completes in its own round trip
+    await asyncio.wait_for(relay.publish("alone", token(1)), timeout=5)
+    assert await evalsha_calls(client) - before == 2
+    await client.aclose()
+
+
+async def test_publishes_during_a_flush_go_in_the_next_one_in_order(relay: Relay, redis_url: str) -> None:
+    async def burst(start: int) -> None:
+        for i in range(start, start + 50):
+            await relay.publish("ordered", token(i))
+
+    # two concurrent publishers on one queue: each one's frames stay in its own order
+    await asyncio.gather(burst(0), burst(1000))
+    client = aioredis.Redis.from_url(redis_url)
+    ids = [codec.worker_response.decode(f).token_id for f in await client.lrange("message:ordered", 0, -1)]
+    await client.aclose()
+    assert [i for i in ids if i < 1000] == list(range(50))
+    assert [i for i in ids if i >= 1000] == list(range(1000, 1050))
+
+
+@pytest.mark.parametrize("terminal", sorted(TERMINAL_RESPONSE_TYPES))
+async def test_stream_stops_after_each_terminal_type_and_gives_back_the_rest(
+    relay: Relay, redis_url: str, terminal: str
+) -> None:
+    done = inference.MessageRead(
+        id="m", chat_id="c", created_at=datetime(2023, 1, 1), role="assistant", state="complete", score=0
+    )
+    terminal_msgs: dict[str, inference.WorkerResponse] = {
+        "generated_text": final(),
+        "error": inference.ErrorResponse(request_id="req", error="boom"),
+        "internal_error": inference.InternalErrorResponse(request_id="req", error="x", message=done),
+        "internal_finished_message": inference.InternalFinishedMessageResponse(
+            request_id="req", message=done
+        ),
+    }
+    stop = terminal_msgs[terminal]
+    await asyncio.gather(
+        relay.publish("t", token(0)),
+        relay.publish("t", stop),
+        relay.publish("t", token(1)),
+        relay.publish("t", token(2)),
+    )
+    got = [item async for item in relay.stream("t", timeout=5)]
+    assert got == [token(0), stop]
+    # the two frames after the terminal one were drained with it; they are back, in order
+    client = aioredis.Redis.from_url(redis_url)
+    left = await client.lrange("message:t", 0, -1)
+    await client.aclose()
+    assert left == [token_frame(1), token_frame(2)]
+
+
+async def test_stream_ends_after_idle_timeout(relay: Relay) -> None:
+    await relay.publish("idle", token(0))
+    got = [item async for item in relay.stream("idle", timeout=0.2)]
+    assert got == [token(0)]
+
+
+async def test_consumer_that_stops_early_gives_frames_back_in_order(relay: Relay, redis_url: str) -> None:
+    await asyncio.gather(*(relay.publish("early", token(i)) for i in range(6)))
+    stream = relay.stream("early", timeout=5)
+    first = await stream.__anext__()
+    assert first == token(0)
+    await stream.aclose()
+    client = aioredis.Redis.from_url(redis_url)
+    left = await client.lrange("message:early", 0, -1)
+    await client.aclose()
+    assert left == [token_frame(i) for i in range(1, 6)]
+    # a new stream on the same queue resumes where the first stopped
+    await relay.publish("early", final())
+    assert [m async for m in relay.stream("early", timeout=5)] == [*(token(i) for i in range(1, 6)), final()]
+
+
+async def test_invalid_frame_raises_decode_error_holding_it(relay: Relay, redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    await client.rpush("message:bad", token_frame(0), b'{"response_type":"token","text":1}', token_frame(2))
+    await client.aclose()
+    got: list[object] = []
+    with pytest.raises(RelayDecodeError) as info:
+        async for item in relay.stream("bad", timeout=5):
+            got.append(item)
+    assert got == [token(0)]
+    err = info.value
+    assert err.frame == b'{"response_type":"token","text":1}'
+    assert err.key == "message:bad" and err.operation == "stream"
+    assert isinstance(err.__cause__, codec.FrameDecodeError)
+    # the frame after the bad one is not lost
+    assert [m async for m in relay.stream("bad", timeout=0.3)] == [token(2)]
+
+
+async def test_raw_stream_checks_frames_too(relay: Relay, redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    await client.rpush("message:badraw", b"not json")
+    await client.aclose()
+    with pytest.raises(RelayDecodeError):
+        async for _ in relay.stream("badraw", timeout=5, raw=True):
+            pass
+
+
+async def test_one_local_stream_per_queue(relay: Relay) -> None:
+    async with relay.subscribe("dup"):
+        with pytest.raises(RelayError, match="already streams"):
+            async with relay.subscribe("dup"):
+                pass
+
+
+async def test_many_streams_are_served_by_one_reader_connection(relay: Relay, redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    n = 50
+
+    async def consume(i: int) -> list[inference.WorkerResponse]:
+        return [m async for m in relay.stream(f"s{i}", timeout=5)]
+
+    tasks = [asyncio.create_task(consume(i)) for i in range(n)]
+    await asyncio.sleep(0.1)
+    clients = await client.client_list()
+    # the relay's connections: one reader, one publisher, one control link at most
+    assert len(clients) <= 4
+    for t in range(3):
+        await asyncio.gather(*(relay.publish(f"s{i}", token(t)) for i in range(n)))
+    await asyncio.gather(*(relay.publish(f"s{i}", final()) for i in range(n)))
+    results = await asyncio.gather(*tasks)
+    assert all(r == [token(0), token(1), token(2), final()] for r in results)
+    await client.aclose()
+
+
+async def test_a_new_stream_wakes_the_blocked_reader(relay: Relay) -> None:
+    async def consume(mid: str) -> list[inference.WorkerResponse]:
+        return [m async for m in relay.stream(mid, timeout=5)]
+
+    first = asyncio.create_task(consume("a"))
+    await asyncio.sleep(0.2)  # the reader is now blocked in BLPOP on message:a alone
+    second = asyncio.create_task(consume("b"))
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await relay.publish("b", final())
+    assert await second == [final()]
+    # the reader blocked on the new key set at once (CLIENT UNBLOCK), not after its 1 s timeout
+    assert loop.time() - t0 < 0.9
+    await relay.publish("a", final())
+    assert await first == [final()]
+
+
+async def test_message_queue_max_length(redis_url: str) -> None:
+    async with Relay(redis_url, message_queue_max_length=3) as relay:
+        results = await asyncio.gather(
+            *(relay.publish("full", token(i)) for i in range(5)), return_exceptions=True
+        )
+        assert results[:3] == [None, None, None]
+        for r in results[3:]:
+            assert isinstance(r, QueueFullError)
+            assert r.key == "message:full" and r.max_size == 3 and "publish" in r.operation
+            assert r.http_status_code == HTTPStatus.SERVICE_UNAVAILABLE
+        client = aioredis.Redis.from_url(redis_url)
+        assert await client.llen("message:full") == 3
+        await client.aclose()
+        # a reader makes room again
+        async with relay.subscribe("full") as sub:
+            assert len(await sub.next_batch(5)) == 3
+        await relay.publish("full", token(9))
+
+
+async def test_publish_and_stream_reject_bad_ids(relay: Relay) -> None:
+    with pytest.raises(ValueError, match="message_id"):
+        await relay.publish("", token(0))
+    with pytest.raises(ValueError, match="message_id"):
+        relay.subscribe(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Redis client or a URL"):
+        Relay(42)  # type: ignore[arg-type]
+
+
+async def test_closed_relay_refuses_work(redis_url: str) -> None:
+    relay = Relay(redis_url)
+    await relay.publish("c", token(0))
+    stream_task = asyncio.create_task(relay.stream("c2", timeout=5).__anext__())
+    await asyncio.sleep(0.05)
+    await relay.aclose()
+    with pytest.raises(RelayError, match="closed"):
+        await stream_task
+    with pytest.raises(RelayError, match="closed"):
+        await relay.publish("c", token(1))
+
+
+def test_errors_are_oasst_errors_with_key_and_operation_and_pickle() -> None:
+    err = RelayPublishError("lost reply", key="message:x", operation="publish (EVALSHA)", frames=3)
+    assert isinstance(err, OasstError) and isinstance(err, RelayError)
+    assert "message:x" in str(err) and "publish (EVALSHA)" in str(err)
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is RelayPublishError
+    assert (back.key, back.operation, back.frames, back.detail) == (
+        "message:x",
+        "publish (EVALSHA)",
+        3,
+        "lost reply",
+    )
+    full = pickle.loads(pickle.dumps(QueueFullError("full", key="work:h", operation="enqueue", max_size=2)))
+    assert full.max_size == 2 and full.http_status_code == HTTPStatus.SERVICE_UNAVAILABLE
