@@ -25,9 +25,10 @@ Design (each choice measured in ``benchmarks/``):
   exit, so the envelope still checks the whole frame (a relay never forwards broken JSON);
   it saves building the other fields, not reading them. ``benchmarks/`` times a struct
   holding ``request_id`` alone as the floor under any such peek.
-* Framings: NDJSON (``encode_lines`` / ``decode_lines``), Server-Sent Events (``sse_frame`` /
-  ``SSEParser``) and a MessagePack variant of every codec (``MsgpackCodec``) with 4-byte
-  length-prefixed stream framing.
+* Framings: NDJSON (``encode_lines`` / ``decode_lines``), Server-Sent Events (``sse_frame``
+  for a message, ``sse_frame_raw`` to forward a frame's JSON unchanged, ``SSEParser``) and a
+  MessagePack variant of every codec (``MsgpackCodec``) with 4-byte length-prefixed stream
+  framing.
 * Any frame that cannot be decoded raises ``FrameDecodeError`` (a ``ValueError`` and a
   ``msgspec.DecodeError``) naming the message type, the JSON path and the frame's tag when
   readable, so a server can log and drop one frame and keep the connection. Frames larger
@@ -66,6 +67,7 @@ __all__ = [
     "peek_worker_request",
     "peek_worker_response",
     "sse_frame",
+    "sse_frame_raw",
     "worker_request",
     "worker_request_envelope",
     "worker_request_msgpack",
@@ -513,9 +515,17 @@ class FrameWriter:
         return buffer
 
     def sse(self, obj: Any, event: str | None = None) -> bytearray:
-        """``obj`` as one Server-Sent Events frame (``data: <json>\\n\\n``, in the reused buffer)."""
+        """Message struct ``obj`` as one Server-Sent Events frame (``data: <json>\\n\\n``, in the
+        reused buffer); anything else is a ``TypeError`` (raw JSON bytes: ``sse_raw``)."""
         buffer = self._buffer
-        _write_sse(self._encoder, buffer, obj, event)
+        _write_sse(self._encoder, buffer, obj, event, "FrameWriter.sse")
+        return buffer
+
+    def sse_raw(self, data: bytes | bytearray | memoryview, event: str | None = None) -> bytearray:
+        """One JSON document, forwarded unchanged as a Server-Sent Events frame's data (in the
+        reused buffer); checked as ``sse_frame_raw`` checks it."""
+        buffer = self._buffer
+        _write_sse_raw(buffer, data, event, "FrameWriter.sse_raw")
         return buffer
 
 
@@ -530,7 +540,22 @@ def _check_event_name(event: str) -> bytes:
     return f"event: {event}\n".encode()
 
 
-def _write_sse(encoder: msgspec.json.Encoder, buffer: bytearray, obj: Any, event: str | None) -> None:
+def _not_a_message(obj: Any, where: str) -> TypeError:
+    what = type(obj).__name__
+    hint = (
+        f"; to forward a JSON document's bytes unchanged use {where}_raw"
+        if isinstance(obj, (bytes, bytearray, memoryview))
+        else ""
+    )
+    return TypeError(f"{where} encodes a message struct, got {what}{hint}")
+
+
+def _write_sse(
+    encoder: msgspec.json.Encoder, buffer: bytearray, obj: Any, event: str | None, where: str
+) -> None:
+    # msgspec would encode bytes as a base64 string and a dict as itself: only structs pass.
+    if not isinstance(obj, msgspec.Struct):
+        raise _not_a_message(obj, where)
     if event is None:
         buffer[:] = _SSE_DATA
     else:
@@ -541,17 +566,80 @@ def _write_sse(encoder: msgspec.json.Encoder, buffer: bytearray, obj: Any, event
     buffer.extend(b"\n\n")
 
 
+# Decoding into ``Raw`` parses the document (structure, literals, numbers, trailing bytes)
+# but builds nothing: the cheapest full check msgspec offers (about 0.4x orjson.loads on a
+# token frame). It does not read inside strings, so non-ASCII data is also checked as UTF-8.
+_json_check = msgspec.json.Decoder(msgspec.Raw)
+
+
+def _checked_json_line(given: object, where: str) -> bytes | bytearray:
+    data: bytes | bytearray
+    if isinstance(given, memoryview):
+        data = given.tobytes()
+    elif isinstance(given, (bytes, bytearray)):
+        data = given
+    else:
+        hint = "; encode a message struct with sse_frame" if isinstance(given, msgspec.Struct) else ""
+        raise TypeError(f"{where} forwards JSON bytes, got {type(given).__name__}{hint}")
+    for line_break in (b"\n", b"\r"):
+        at = data.find(line_break)
+        if at >= 0:
+            raise ValueError(
+                f"{where}: the data holds a line break at byte {at}; an SSE event's data must be"
+                " one line of JSON (re-encode it compactly, or decode it and use sse_frame)"
+            )
+    try:
+        _json_check.decode(data)
+        if not data.isascii():
+            data.decode("utf-8")
+    except DECODE_ERRORS as exc:
+        problem = describe(exc, data, "JSON")
+        raise ValueError(f"{where}: the data is not one JSON document: {problem.message}") from None
+    return data
+
+
+def _write_sse_raw(buffer: bytearray, data: Any, event: str | None, where: str) -> None:
+    data = _checked_json_line(data, where)
+    if event is None:
+        buffer[:] = _SSE_DATA
+    else:
+        buffer[:] = _check_event_name(event)
+        buffer.extend(_SSE_DATA)
+    buffer.extend(data)
+    buffer.extend(b"\n\n")
+
+
 _sse_local = threading.local()
 
 
 def sse_frame(obj: Any, event: str | None = None) -> bytes:
-    """``obj`` as one Server-Sent Events frame: ``[event: <name>\\n]data: <json>\\n\\n``."""
+    """Message struct ``obj`` as one Server-Sent Events frame: ``[event: <name>\\n]data:
+    <json>\\n\\n``.
+
+    Anything but a struct (``bytes`` included, which msgspec would turn into a base64 string)
+    is a ``TypeError``; a relay forwarding a frame's bytes uses ``sse_frame_raw``.
+    """
     try:
         encoder, buffer = _sse_local.state
     except AttributeError:
         encoder, buffer = _sse_local.state = (msgspec.json.Encoder(), bytearray(256))
-    _write_sse(encoder, buffer, obj, event)
+    _write_sse(encoder, buffer, obj, event, "sse_frame")
     return bytes(buffer)
+
+
+def sse_frame_raw(data: bytes | bytearray | memoryview, event: str | None = None) -> bytes:
+    """One JSON document's bytes, unchanged, as a Server-Sent Events frame's data:
+    ``[event: <name>\\n]data: <data>\\n\\n``.
+
+    For a relay that peeked a frame (``peek_worker_response``) and forwards the original bytes
+    without re-encoding them. The data is checked: bytes-like (else ``TypeError``), without
+    a line break (SSE would split it into several data lines) and one valid JSON document in
+    UTF-8 (else ``ValueError`` naming the byte); the check parses the JSON without building
+    anything (msgspec into ``msgspec.Raw``).
+    """
+    data = _checked_json_line(data, "sse_frame_raw")
+    head = _SSE_DATA if event is None else _check_event_name(event) + _SSE_DATA
+    return b"".join((head, data, b"\n\n"))
 
 
 class SSEEvent(msgspec.Struct, frozen=True, gc=False):

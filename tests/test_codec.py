@@ -57,6 +57,7 @@ def test_every_union_member_round_trips_in_every_framing(name: str) -> None:
             assert msgpack_codec.decode(msgpack_codec.encode(obj)) == obj
             sse = codec.sse_frame(obj)
             assert sse == b"data: " + frame + b"\n\n"
+            assert codec.sse_frame_raw(frame) == sse  # forwarding the frame gives the same event
             (event,) = SSEParser().feed(sse)
             assert json_codec.decode(event.data) == obj
         assert json_codec.decode_lines(json_codec.encode_lines(objs)) == objs
@@ -114,6 +115,68 @@ def test_sse_frame_text_with_newlines_stays_one_data_line() -> None:
     assert frame.count(b"\n") == 2 and frame.endswith(b"\n\n")
     (event,) = SSEParser().feed(frame)
     assert codec.worker_response.decode(event.data) == obj
+
+
+@pytest.mark.parametrize(
+    "given",
+    [b'{"response_type": "token"}', bytearray(b"{}"), memoryview(b"{}"), {"a": 1}, "{}", None, [token()]],
+    ids=["bytes", "bytearray", "memoryview", "dict", "str", "None", "list"],
+)
+def test_sse_frame_encodes_a_message_struct_and_nothing_else(given: Any) -> None:
+    """msgspec would encode bytes as a base64 string in the event; a dict or list would pass
+    unchecked. Both encoders refuse anything but a struct, naming what they were given."""
+    kind = type(given).__name__
+    with pytest.raises(TypeError, match=f"sse_frame encodes a message struct, got {kind}") as info:
+        codec.sse_frame(given)
+    assert ("sse_frame_raw" in str(info.value)) == isinstance(given, (bytes, bytearray, memoryview))
+    with pytest.raises(TypeError, match=f"FrameWriter.sse encodes a message struct, got {kind}"):
+        codec.worker_response.writer().sse(given)
+
+
+def test_sse_frame_raw_forwards_a_peeked_frame_unchanged() -> None:
+    """A relay reads the tag and request_id, then forwards the worker's bytes as the event's
+    data: exactly those bytes, whitespace and key order included."""
+    text = '{"response_type": "token", "request_id": "r1", "text": " caf\u00e9 \\n", "token_id": 5}'
+    frame = text.encode()
+    assert codec.peek_worker_response(frame).request_id == "r1"
+    for data in (frame, bytearray(frame), memoryview(frame)):
+        out = codec.sse_frame_raw(data, event="token")
+        assert out == b"event: token\ndata: " + frame + b"\n\n"
+        (event,) = SSEParser().feed(out)
+        assert event.event == "token" and event.data == text
+    assert codec.sse_frame_raw(frame) == b"data: " + frame + b"\n\n"
+    writer = codec.worker_response.writer()
+    assert bytes(writer.sse_raw(frame, event="token")) == b"event: token\ndata: " + frame + b"\n\n"
+    assert bytes(writer.sse_raw(b"[1]")) == b"data: [1]\n\n"  # the writer's buffer is reused
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'{"a":\n 1}', "line break at byte 5"),
+        (b'{"a": 1}\r', "line break at byte 8"),
+        (b'{"a": 1}\n', "line break at byte 8"),
+        (b'{"a": 1} {"b": 2}', "not one JSON document: JSON is malformed: trailing characters"),
+        (b'{"a": ', "not one JSON document: Input data was truncated"),
+        (b"", "not one JSON document: Input data was truncated"),
+        (b"data: {}", "not one JSON document: JSON is malformed: invalid character at column 1"),
+        (b'{"a": "\xff"}', r"not one JSON document: Invalid UTF-8: invalid start byte at column 8 \(byte 7"),
+    ],
+    ids=["newline", "cr", "trailing-newline", "two-documents", "truncated", "empty", "not-json", "bad-utf8"],
+)
+def test_sse_frame_raw_refuses_what_is_not_one_line_of_json(data: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=f"sse_frame_raw: the data (holds a |is )?{message}"):
+        codec.sse_frame_raw(data)
+    with pytest.raises(ValueError, match=f"FrameWriter.sse_raw: the data (holds a |is )?{message}"):
+        codec.worker_response.writer().sse_raw(data)
+
+
+@pytest.mark.parametrize("given", [token(), "{}", None], ids=["struct", "str", "None"])
+def test_sse_frame_raw_refuses_anything_but_bytes(given: Any) -> None:
+    kind = type(given).__name__
+    with pytest.raises(TypeError, match=f"sse_frame_raw forwards JSON bytes, got {kind}") as info:
+        codec.sse_frame_raw(given)
+    assert ("with sse_frame" in str(info.value)) == isinstance(given, msgspec.Struct)
 
 
 # -------------------------------------------------------------------------------- envelopes

@@ -531,6 +531,20 @@ def test_fifty_megabyte_string_decodes_with_a_few_copies() -> None:
     events: list[SSEEvent] = []
     assert _peak_during(lambda: events.extend(SSEParser(max_event_size=64 * MiB).feed(sse))) < 4.3 * size
     assert json_codec.decode(events[0].data) == expected
+    # forwarding the frame unchanged: the JSON check builds nothing, the UTF-8 check of the
+    # non-ASCII text one short-lived str, the event one copy
+    forwarded: list[bytes] = []
+    assert _peak_during(lambda: forwarded.append(codec.sse_frame_raw(frame))) < 2.3 * size
+    assert forwarded[0] == sse
+
+
+@pytest.mark.parametrize("nesting", [b"[", b'{"a":'], ids=["arrays", "objects"])
+def test_sse_frame_raw_on_absurd_nesting_is_a_clear_error(nesting: bytes) -> None:
+    """A relay forwarding a hostile frame gets a ValueError, not a RecursionError."""
+    closing = b"]" if nesting == b"[" else b"}"
+    data = nesting * 200_000 + b"1" + closing * 200_000
+    with pytest.raises(ValueError, match="the data is not one JSON document: Input nested too deeply"):
+        codec.sse_frame_raw(data)
 
 
 def test_any_typed_containers_memory_amplification_is_bounded() -> None:
