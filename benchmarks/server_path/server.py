@@ -189,7 +189,10 @@ class Floor(Variant):
         queue = self._queue(message_id)
         try:
             while True:
-                frame = await asyncio.wait_for(queue.get(), STREAM_TIMEOUT)
+                if queue.empty():
+                    frame = await asyncio.wait_for(queue.get(), STREAM_TIMEOUT)
+                else:
+                    frame = queue.get_nowait()
                 write(b"data: " + frame + b"\n\n")
                 if codec.peek_worker_response(frame).response_type in TERMINAL:
                     return
