@@ -1,0 +1,255 @@
+"""Faults against a real Redis that the test stops, kills, pauses and restarts (its own process,
+appending every write to an AOF so that a restart keeps the data, as a production Redis would).
+
+What each test pins down:
+* a connection refused before a round trip is retried with backoff, and the write lands once;
+* past the retry deadline the caller gets ``RelayConnectionError`` and nothing was written;
+* a write whose reply was lost raises ``RelayPublishError`` and is never resent (it may have
+  been applied: the paused-then-resumed case shows it was);
+* readers survive a Redis restart and a killed connection, and resume the same keys with no
+  frame duplicated or reordered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+
+import pytest
+import redis.asyncio as aioredis
+
+from oasst_shared import codec
+from oasst_shared.relay import Relay, RelayConnectionError, RelayError, RelayPublishError
+from oasst_shared.schemas import inference
+from tests.redis_server import RedisServer
+from tests.relay.helpers import final, token, token_frame
+
+pytestmark = pytest.mark.anyio
+
+
+async def in_thread(fn: object, *args: object) -> None:
+    """Run a blocking server control call without blocking the event loop."""
+    await asyncio.to_thread(fn, *args)  # type: ignore[arg-type]
+
+
+async def llen(url: str, key: str) -> int:
+    client = aioredis.Redis.from_url(url)
+    try:
+        return int(await client.llen(key))
+    finally:
+        await client.aclose()
+
+
+async def test_connection_refused_is_retried_until_redis_is_back(own_redis: RedisServer) -> None:
+    async with Relay(own_redis.url, retry_timeout=10) as relay:
+        await relay.publish("warm", token(0))  # a live connection, which the restart will kill
+        own_redis.stop()
+        pending = asyncio.create_task(relay.publish("refused", token(1)))
+        await asyncio.sleep(0.3)
+        assert not pending.done()  # retrying with backoff
+        await in_thread(own_redis.start)
+        await asyncio.wait_for(pending, timeout=10)
+        assert await llen(own_redis.url, "message:refused") == 1
+
+
+async def test_retry_deadline_gives_connection_error_and_writes_nothing(own_redis: RedisServer) -> None:
+    async with Relay(own_redis.url, retry_timeout=0.3) as relay:
+        own_redis.stop()
+        t0 = time.monotonic()
+        with pytest.raises(RelayConnectionError) as info:
+            await relay.publish("never", token(1))
+        assert time.monotonic() - t0 < 5
+        assert info.value.key == "message:never" and "publish" in info.value.operation
+        with pytest.raises(RelayConnectionError) as info2:
+            await relay.enqueue_work("h", "m")
+        assert info2.value.key == "work:h"
+        await in_thread(own_redis.start)
+        assert await llen(own_redis.url, "message:never") == 0
+        assert await llen(own_redis.url, "work:h") == 0
+        await relay.publish("never", token(2))  # and it works again afterwards
+        assert await llen(own_redis.url, "message:never") == 1
+
+
+async def test_lost_reply_raises_publish_error_and_is_not_resent(own_redis: RedisServer) -> None:
+    async with Relay(own_redis.url, command_timeout=0.5) as relay:
+        await relay.publish("maybe", token(0))
+        own_redis.pause()  # the next command is sent but not answered
+        try:
+            with pytest.raises(RelayPublishError) as info:
+                await relay.publish("maybe", token(1))
+        finally:
+            own_redis.resume()
+        err = info.value
+        assert err.key == "message:maybe" and "publish" in err.operation and err.frames == 1
+        assert "not resent" in str(err)
+        await asyncio.sleep(0.2)
+        # the paused Redis did apply it once resumed: exactly once, because the relay did not resend
+        client = aioredis.Redis.from_url(own_redis.url)
+        assert await client.lrange("message:maybe", 0, -1) == [token_frame(0), token_frame(1)]
+        await client.aclose()
+        await relay.publish("maybe", token(2))  # a fresh connection serves the next flush
+
+
+async def test_crash_during_round_trip_raises_publish_error_for_every_queue_of_the_flush(
+    own_redis: RedisServer,
+) -> None:
+    async with Relay(own_redis.url, retry_timeout=0.3) as relay:
+        await relay.publish("a", token(0))
+        own_redis.pause()
+        flush = asyncio.gather(
+            relay.publish("a", token(1)), relay.publish("b", token(1)), return_exceptions=True
+        )
+        await asyncio.sleep(0.2)
+        await in_thread(functools.partial(own_redis.stop, kill=True))  # SIGKILL while paused: the reply never comes
+        results = await flush
+        assert [type(r) for r in results] == [RelayPublishError, RelayPublishError]
+        assert {r.key for r in results if isinstance(r, RelayError)} == {"message:a", "message:b"}
+
+
+async def test_stale_connection_after_restart_is_replaced_before_sending(own_redis: RedisServer) -> None:
+    async with Relay(own_redis.url) as relay:
+        await relay.publish("stale", token(0))
+        await in_thread(own_redis.restart)
+        await asyncio.sleep(0.05)  # the loop sees the old socket's EOF
+        # not a RelayPublishError: the dead connection is detected before the command is sent,
+        # and the script (gone with the restart) is loaded again on NOSCRIPT
+        await relay.publish("stale", token(1))
+        client = aioredis.Redis.from_url(own_redis.url)
+        assert await client.lrange("message:stale", 0, -1) == [token_frame(0), token_frame(1)]
+        await client.aclose()
+
+
+async def test_reader_survives_a_restart_and_resumes_the_same_key(own_redis: RedisServer) -> None:
+    async with Relay(own_redis.url) as relay:
+        got: list[inference.WorkerResponse] = []
+
+        async def consume() -> None:
+            async for m in relay.stream("survive", timeout=15):
+                got.append(m)
+
+        reader = asyncio.create_task(consume())
+        for i in range(10):
+            await relay.publish("survive", token(i))
+        while len(got) < 10:
+            await asyncio.sleep(0.01)
+        await in_thread(own_redis.restart)  # the reader is blocked in BLPOP: its connection dies
+        for i in range(10, 20):
+            await relay.publish("survive", token(i))
+        await relay.publish("survive", final())
+        await asyncio.wait_for(reader, timeout=15)
+        assert got == [*(token(i) for i in range(20)), final()]
+
+
+async def test_frames_published_while_the_reader_is_down_are_read_after(own_redis: RedisServer) -> None:
+    async with Relay(own_redis.url) as relay, Relay(own_redis.url) as other:
+        got: list[inference.WorkerResponse] = []
+
+        async def consume() -> None:
+            async for m in relay.stream("gap", timeout=15):
+                got.append(m)
+
+        reader = asyncio.create_task(consume())
+        await other.publish("gap", token(0))
+        while not got:
+            await asyncio.sleep(0.01)
+        own_redis.stop()
+        await asyncio.sleep(0.3)  # the reader retries with backoff meanwhile
+        await in_thread(own_redis.start)
+        for i in range(1, 6):
+            await other.publish("gap", token(i))
+        await other.publish("gap", final())
+        await asyncio.wait_for(reader, timeout=15)
+        assert got == [*(token(i) for i in range(6)), final()]
+
+
+async def test_killed_reader_connection_is_reopened_without_loss(own_redis: RedisServer) -> None:
+    async with Relay(own_redis.url) as relay:
+        got: list[inference.WorkerResponse] = []
+
+        async def consume() -> None:
+            async for m in relay.stream("reset", timeout=15):
+                got.append(m)
+
+        reader = asyncio.create_task(consume())
+        await relay.publish("reset", token(0))
+        while not got:
+            await asyncio.sleep(0.01)
+        admin = aioredis.Redis.from_url(own_redis.url)
+        # reset every blocked client: the relay's reader (CLIENT KILL TYPE normal would kill admin too)
+        for c in await admin.client_list():
+            if c.get("cmd") == "blpop":
+                await admin.client_kill_filter(_id=c["id"])
+        await admin.aclose()
+        for i in range(1, 4):
+            await relay.publish("reset", token(i))
+        await relay.publish("reset", final())
+        await asyncio.wait_for(reader, timeout=15)
+        assert got == [*(token(i) for i in range(4)), final()]
+
+
+async def test_restart_under_load_never_duplicates_or_reorders(own_redis: RedisServer) -> None:
+    streams, per_stream = 8, 150
+    async with Relay(own_redis.url, retry_timeout=10) as relay:
+        received: dict[int, list[int]] = {s: [] for s in range(streams)}
+        acked_after_restart: dict[int, list[int]] = {s: [] for s in range(streams)}
+        restarted = asyncio.Event()
+
+        async def consume(s: int) -> None:
+            async for m in relay.stream(f"load{s}", timeout=15):
+                if isinstance(m, inference.TokenResponse):
+                    received[s].append(m.token_id)
+
+        async def produce(s: int) -> None:
+            for i in range(per_stream):
+                after = restarted.is_set()
+                try:
+                    await relay.publish(f"load{s}", token(i))
+                except (RelayPublishError, RelayConnectionError):
+                    continue  # outcome unknown or not sent: the receiver may or may not see it
+                if after:
+                    acked_after_restart[s].append(i)
+                await asyncio.sleep(0.001)
+            await relay.publish(f"load{s}", final())
+
+        readers = [asyncio.create_task(consume(s)) for s in range(streams)]
+        writers = asyncio.gather(*(produce(s) for s in range(streams)))
+        await asyncio.sleep(0.1)
+        await in_thread(own_redis.restart)
+        restarted.set()
+        await asyncio.wait_for(writers, timeout=30)
+        await asyncio.wait_for(asyncio.gather(*readers), timeout=30)
+    for s in range(streams):
+        ids = received[s]
+        assert ids == sorted(set(ids)), f"stream {s}: duplicated or reordered frames"
+        assert set(acked_after_restart[s]) <= set(ids), f"stream {s}: acknowledged frames lost"
+        assert len(ids) >= len(acked_after_restart[s]) > 0
+
+
+async def test_dequeue_retries_refused_connections_and_reports_a_dropped_blpop(
+    own_redis: RedisServer,
+) -> None:
+    async with Relay(own_redis.url, retry_timeout=10) as relay:
+        own_redis.stop()
+        waiter = asyncio.create_task(relay.dequeue_work("h", timeout=5))
+        await asyncio.sleep(0.2)
+        await in_thread(own_redis.start)
+        await relay.enqueue_work("h", "m1")
+        assert await asyncio.wait_for(waiter, timeout=10) == "m1"
+        blocked = asyncio.create_task(relay.dequeue_work("h", timeout=10))
+        await asyncio.sleep(0.2)
+        await in_thread(own_redis.restart)
+        with pytest.raises(RelayConnectionError) as info:
+            await asyncio.wait_for(blocked, timeout=10)
+        assert info.value.key == "work:h" and "BLPOP" in info.value.operation
+
+
+async def test_stream_timeout_while_redis_is_down_says_so(own_redis: RedisServer) -> None:
+    async with Relay(own_redis.url) as relay:
+        await relay.publish("down", codec.worker_response.encode(token(0)))
+        async with relay.subscribe("down") as sub:
+            assert await sub.next_batch(5) == [token_frame(0)]
+            own_redis.stop()
+            with pytest.raises(RelayConnectionError) as info:
+                await sub.next_batch(0.5)
+            assert info.value.key == "message:down"
