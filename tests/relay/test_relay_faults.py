@@ -101,7 +101,9 @@ async def test_crash_during_round_trip_raises_publish_error_for_every_queue_of_t
             relay.publish("a", token(1)), relay.publish("b", token(1)), return_exceptions=True
         )
         await asyncio.sleep(0.2)
-        await in_thread(functools.partial(own_redis.stop, kill=True))  # SIGKILL while paused: the reply never comes
+        await in_thread(
+            functools.partial(own_redis.stop, kill=True)
+        )  # SIGKILL while paused: the reply never comes
         results = await flush
         assert [type(r) for r in results] == [RelayPublishError, RelayPublishError]
         assert {r.key for r in results if isinstance(r, RelayError)} == {"message:a", "message:b"}

@@ -1,0 +1,99 @@
+"""Ordering and completeness under concurrency: hypothesis draws interleavings of many streams.
+
+Each example: several message queues, each with its own token sequence; one driver issues the
+publishes in a drawn global order, some awaited one by one and some fired together (so they
+share flushes), with drawn yields in between; consumers start before, during or after the
+publishing, in raw or struct mode, on one relay or on a second relay (another "server process"
+sharing the Redis). Every consumer must get exactly its sequence, in order, then the terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from oasst_shared import codec
+from oasst_shared.relay import Relay
+from oasst_shared.schemas import inference
+from tests.redis_server import RedisServer
+from tests.relay.helpers import final, token
+
+pytestmark = pytest.mark.anyio
+
+_ids = itertools.count()
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> dict[str, Any]:
+    n_streams = draw(st.integers(1, 6))
+    lengths = draw(st.lists(st.integers(0, 25), min_size=n_streams, max_size=n_streams))
+    steps = [s for s, n in enumerate(lengths) for _ in range(n)]
+    order = draw(st.permutations(steps))
+    fire = draw(st.lists(st.booleans(), min_size=len(order), max_size=len(order)))
+    yields = draw(st.lists(st.integers(0, 2), min_size=len(order), max_size=len(order)))
+    return {
+        "lengths": lengths,
+        "order": order,
+        "fire": fire,
+        "yields": yields,
+        "start": draw(
+            st.lists(st.sampled_from(["before", "middle", "after"]), min_size=n_streams, max_size=n_streams)
+        ),
+        "raw": draw(st.lists(st.booleans(), min_size=n_streams, max_size=n_streams)),
+        "as_bytes": draw(st.lists(st.booleans(), min_size=n_streams, max_size=n_streams)),
+        "other_relay": draw(st.lists(st.booleans(), min_size=n_streams, max_size=n_streams)),
+    }
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sc=scenarios())
+async def test_every_stream_gets_its_frames_once_in_order(
+    redis_server: RedisServer, sc: dict[str, Any]
+) -> None:
+    lengths: list[int] = sc["lengths"]
+    run = next(_ids)
+    mids = [f"hyp{run}-{s}" for s in range(len(lengths))]
+    async with Relay(redis_server.url) as relay, Relay(redis_server.url) as other:
+        results: dict[int, list[Any]] = {}
+
+        async def consume(s: int) -> None:
+            r = other if sc["other_relay"][s] else relay
+            results[s] = [m async for m in r.stream(mids[s], timeout=10, raw=sc["raw"][s])]
+
+        def start(phase: str) -> list[asyncio.Task[None]]:
+            return [asyncio.create_task(consume(s)) for s in range(len(lengths)) if sc["start"][s] == phase]
+
+        def payload(s: int, i: int) -> inference.WorkerResponse | bytes:
+            msg = token(i)
+            return codec.worker_response.encode(msg) if sc["as_bytes"][s] else msg
+
+        tasks = start("before")
+        counters = [0] * len(lengths)
+        fired: list[asyncio.Task[None]] = []
+        for k, s in enumerate(sc["order"]):
+            if k == len(sc["order"]) // 2:
+                tasks += start("middle")
+            t = asyncio.create_task(relay.publish(mids[s], payload(s, counters[s])))
+            counters[s] += 1
+            if sc["fire"][k]:
+                fired.append(t)
+            else:
+                await t
+            for _ in range(sc["yields"][k]):
+                await asyncio.sleep(0)
+        await asyncio.gather(*fired)
+        await asyncio.gather(*(relay.publish(m, final()) for m in mids))
+        tasks += start("middle") if not sc["order"] else []
+        tasks += start("after")
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+
+    for s, n in enumerate(lengths):
+        expected: list[Any] = [token(i) for i in range(n)] + [final()]
+        if sc["raw"][s]:
+            expected = [codec.worker_response.encode(m) for m in expected]
+        assert results[s] == expected, f"stream {s}"
