@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, Final, Literal, NamedTuple, Union, overload
 
 import redis.asyncio as aioredis
@@ -651,21 +651,21 @@ class Relay:
     @overload
     def stream(
         self, message_id: str, *, timeout: float = ..., raw: Literal[False] = ...
-    ) -> AsyncIterator[inference.WorkerResponse]: ...
+    ) -> AsyncGenerator[inference.WorkerResponse, None]: ...
 
     @overload
     def stream(
         self, message_id: str, *, timeout: float = ..., raw: Literal[True]
-    ) -> AsyncIterator[bytes]: ...
+    ) -> AsyncGenerator[bytes, None]: ...
 
     @overload
     def stream(
         self, message_id: str, *, timeout: float = ..., raw: bool
-    ) -> AsyncIterator[inference.WorkerResponse | bytes]: ...
+    ) -> AsyncGenerator[inference.WorkerResponse | bytes, None]: ...
 
     async def stream(
         self, message_id: str, *, timeout: float = 60.0, raw: bool = False
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """The responses pushed to ``message:{message_id}``, in order, until a terminal one.
 
         Yields ``WorkerResponse`` structs (decoded once, by the codec) or, with ``raw=True``, the

@@ -31,11 +31,18 @@ async def plain(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
+async def blpop(client: aioredis.Redis, key: str) -> tuple[str, str]:
+    """The reference's dequeue: ``BLPOP key 1``; fails the test on a timeout."""
+    item = await client.blpop([key], timeout=1)
+    assert item is not None, f"nothing in {key}"
+    return str(item[0]), str(item[1])
+
+
 async def test_what_we_publish_a_reference_reader_reads(relay: Relay, plain: aioredis.Redis) -> None:
     await relay.publish("m", token(3))
     await relay.publish("m", final())
     # the reference's event stream: BLPOP with a timeout, parse the JSON document
-    key, doc = await plain.blpop(["message:m"], timeout=1)
+    key, doc = await blpop(plain, "message:m")
     assert key == "message:m"
     assert json.loads(doc) == {
         "request_id": "req",
@@ -44,7 +51,7 @@ async def test_what_we_publish_a_reference_reader_reads(relay: Relay, plain: aio
         "log_prob": -0.5,
         "token_id": 3,
     }
-    _, doc2 = await plain.blpop(["message:m"], timeout=1)
+    _, doc2 = await blpop(plain, "message:m")
     assert json.loads(doc2)["response_type"] == "generated_text"
     assert json.loads(doc2)["finish_reason"] == "eos_token"
 
@@ -102,12 +109,12 @@ async def test_enqueue_work_writes_the_reference_keys(relay: Relay, plain: aiore
     assert 55 <= await plain.ttl("pos:msg-b") <= 60
     assert await plain.ttl("work:hash1") == -1  # the reference never expires work queues
     # the reference's worker handler: BLPOP then INCR ctr_deq
-    _, first = await plain.blpop(["work:hash1"], timeout=1)
+    _, first = await blpop(plain, "work:hash1")
     await plain.incr("ctr_deq:work:hash1")
     assert first == "msg-a"
     # the reference's event stream computation
     deq, enq, pos = (
-        int(v) for v in await plain.mget("ctr_deq:work:hash1", "ctr_enq:work:hash1", "pos:msg-b")
+        int(str(v)) for v in await plain.mget("ctr_deq:work:hash1", "ctr_enq:work:hash1", "pos:msg-b")
     )
     qpos = max(pos - deq, 0)
     assert await relay.queue_position("msg-b", "hash1") == QueuePosition(qpos, max(enq - deq, qpos)) == (1, 1)
