@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from typing import Any, Final, Literal, NamedTuple, Union, overload
 
 import redis.asyncio as aioredis
@@ -438,6 +438,7 @@ class Relay:
         self._flush_wake: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._flushing = False
+        self._tasks: set[asyncio.Task[None]] = set()
         self._reader_task: asyncio.Task[None] | None = None
         self._subs: dict[bytes, Subscription] = {}
         self._subs_version = 0
@@ -447,6 +448,7 @@ class Relay:
         self._reader_down_since: float | None = None
         self._unblocking = False
         self._closed = False
+        self._stopping = False
         self._publish_sha = _scripts.sha1(_scripts.PUBLISH)
         self._drain_sha = _scripts.sha1(_scripts.DRAIN)
         self._enqueue_sha = _scripts.sha1(_scripts.ENQUEUE)
@@ -462,6 +464,12 @@ class Relay:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a task the relay holds a reference to until it is done."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _check_open(self, op: str, key: str | None) -> None:
         if self._closed:
             raise RelayError("the relay is closed", key=key, operation=op)
@@ -472,17 +480,42 @@ class Relay:
         return self._connection_class(**kwargs)
 
     async def aclose(self) -> None:
-        """Send what was already published, end every stream (``RelayError``), close the connections."""
+        """Send what was already published, put frames drained for streams but not yet taken
+        back at the head of their lists, end every stream (``RelayError``), close the connections."""
         if self._closed:
             return
         while self._flusher is not None and (self._pending is not None or self._flushing):
             await asyncio.sleep(0.001)
-        self._closed = True
-        for task in (self._flusher, self._reader_task):
-            if task is not None:
-                task.cancel()
+        self._stopping = True
+        reader = self._reader_task
+        if reader is not None:
+            # stop the reader between round trips (a pop whose reply is cut off would be lost):
+            # wake its BLPOP, let it deliver what it has, cancel it only if it does not stop
+            if self._subs_changed is not None:
+                self._subs_changed.set()
+            client_id = self._reader_client_id
+            if self._reader_blocked is not None and client_id is not None:
+                with contextlib.suppress(RelayError, RedisError):
+                    await self._ctl.call(
+                        ["CLIENT", "UNBLOCK", client_id], op="CLIENT UNBLOCK", key=None, idempotent=True
+                    )
+            _, pending = await asyncio.wait({reader}, timeout=2.0)
+            if pending:
+                reader.cancel()
                 with contextlib.suppress(BaseException):
-                    await task
+                    await reader
+        for sub in list(self._subs.values()):
+            leftover = list(sub._frames)
+            sub._frames.clear()
+            if leftover:
+                await self._push_back(sub._bkey, leftover)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._closed = True
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(BaseException):
+                await self._flusher
         for sub in list(self._subs.values()):
             sub._fail(RelayError("the relay was closed", key=sub.key, operation="stream"))
         self._subs.clear()
@@ -549,6 +582,15 @@ class Relay:
             self._flushing = True
             try:
                 await self._send_batch(batch)
+            except asyncio.CancelledError:
+                self._fail_batch(batch, RelayError("the relay was closed", key=None, operation="publish"))
+                raise
+            except Exception as exc:  # never leave a publisher waiting on a dead flusher
+                err = RelayPublishError(
+                    f"unexpected failure in the flush: {exc!r}", key=None, operation="publish"
+                )
+                err.__cause__ = exc
+                self._fail_batch(batch, err)
             finally:
                 self._flushing = False
 
@@ -709,7 +751,8 @@ class Relay:
                         raise
 
     def _register(self, sub: Subscription) -> None:
-        self._check_open("stream", sub.key)
+        if self._stopping:
+            raise RelayError("the relay is closed", key=sub.key, operation="stream")
         if sub._bkey in self._subs:
             raise RelayError(
                 "this relay already streams the queue (one local reader per message)",
@@ -733,7 +776,7 @@ class Relay:
         self._subs_changed.set()
         if self._reader_blocked is not None and not self._unblocking and self._reader_client_id is not None:
             self._unblocking = True
-            asyncio.get_running_loop().create_task(self._unblock_reader())
+            self._background(self._unblock_reader())
 
     async def _unblock_reader(self) -> None:
         """Wake the reader's BLPOP (CLIENT UNBLOCK) so it blocks again on the new key set."""
@@ -764,7 +807,7 @@ class Relay:
         generation = -1
         drained_last = True
         block_timeout = 1.0
-        while not self._closed:
+        while not self._stopping:
             if not self._subs:
                 ev = self._subs_changed
                 assert ev is not None
@@ -860,7 +903,7 @@ class Relay:
             sub._feed(frames)
         else:
             # its stream ended while the pop was in flight: put the frames back, in order
-            asyncio.get_running_loop().create_task(self._push_back(key, frames))
+            self._background(self._push_back(key, frames))
 
     async def _push_back(self, key: bytes, frames: list[bytes]) -> None:
         """LPUSH frames back to the head of their list (reversed, so the order is kept)."""

@@ -268,3 +268,21 @@ def test_errors_are_oasst_errors_with_key_and_operation_and_pickle() -> None:
     )
     full = pickle.loads(pickle.dumps(QueueFullError("full", key="work:h", operation="enqueue", max_size=2)))
     assert full.max_size == 2 and full.http_status_code == HTTPStatus.SERVICE_UNAVAILABLE
+
+
+async def test_closing_the_relay_gives_back_frames_drained_but_not_taken(redis_url: str) -> None:
+    relay = Relay(redis_url)
+    await asyncio.gather(*(relay.publish("held", token(i)) for i in range(5)))
+    sub = relay.subscribe("held")
+    await sub.__aenter__()
+    for _ in range(200):  # wait until the reader has drained the queue into the subscription
+        await asyncio.sleep(0.005)
+        if sub._frames:
+            break
+    assert len(sub._frames) == 5
+    await relay.aclose()
+    client = aioredis.Redis.from_url(redis_url)
+    assert await client.lrange("message:held", 0, -1) == [token_frame(i) for i in range(5)]
+    await client.aclose()
+    with pytest.raises(RelayError, match="closed"):
+        await sub.next_batch(1)
