@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import resource
 import sys
@@ -257,11 +258,25 @@ async def _http_get_json(port: int, path: str) -> Any:
     return json.loads(data.split(b"\r\n\r\n", 1)[1])
 
 
-async def _cpu_sample(stat_ports: list[int], redis_client: Any) -> tuple[list[float], float, float]:
+async def _cpu_sample(
+    stat_ports: list[int], redis_client: Any
+) -> tuple[list[float], float, float, float, float]:
     servers = [float((await _http_get_json(p, "/stats"))["cpu"]) for p in stat_ports]
     info = await redis_client.info("cpu")
     redis_cpu = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-    return servers, redis_cpu, time.process_time()
+    return servers, redis_cpu, time.process_time(), machine_busy_seconds(), time.perf_counter()
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all processes of the machine have used so far (``/proc/stat``, all CPUs)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = f.readline().split()[1:]
+    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait
+    values = [int(v) for v in fields[:8]]
+    return (sum(values) - values[3] - values[4]) / _CLK_TCK
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -362,6 +377,11 @@ async def run_phase(
         "server_cpu_us_per_token": sum(server_cpu) / total_tokens * 1e6,
         "redis_cpu_us_per_token": (after[1] - before[1]) / total_tokens * 1e6,
         "load_cpu_us_per_token": (after[2] - before[2]) / total_tokens * 1e6,
+        # CPU the rest of the machine (other work, not this benchmark) used meanwhile, in cores.
+        "others_cores": (
+            (after[3] - before[3]) - sum(server_cpu) - (after[1] - before[1]) - (after[2] - before[2])
+        )
+        / (after[4] - before[4]),
     }
     if rate is not None:
         result.update(

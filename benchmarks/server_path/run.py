@@ -254,14 +254,14 @@ def markdown(results: dict[str, Any]) -> str:
         "Redis itself costs). Latency: from a worker's write to its browser's receipt.",
         "",
         "| variant | server CPU per token | above floor | Redis CPU per token | tokens/s | "
-        "tokens per server CPU-second | all in order |",
-        "|---|---|---|---|---|---|---|",
+        "tokens per server CPU-second | other work on the machine | all in order |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     floor = _phase(results, "floor", "flood")
     for name, label in VARIANTS:
         v = results["variants"].get(name, {})
         if "unavailable" in v:
-            lines.append(f"| {label} | not run: {v['unavailable']} | | | | | |")
+            lines.append(f"| {label} | not run: {v['unavailable']} | | | | | | |")
             continue
         sat = _phase(results, name, "flood")
         if sat is None:
@@ -273,15 +273,16 @@ def markdown(results: dict[str, Any]) -> str:
             above = f"{cpu - floor['server_cpu_us_per_token']:.1f} us"
         lines.append(
             f"| {label} | {cpu:.1f} us | {above} | {sat['redis_cpu_us_per_token']:.1f} us | "
-            f"{_fmt(sat['achieved_tps'])} | {_fmt(1e6 / cpu)} | {'yes' if ok else 'NO'} |"
+            f"{_fmt(sat['achieved_tps'])} | {_fmt(1e6 / cpu)} | {sat['others_cores']:.2f} cores | "
+            f"{'yes' if ok else 'NO'} |"
         )
     lines += [
         "",
         "At a fixed offered load (all chats together; each chat's tokens evenly spaced):",
         "",
         "| variant | offered tok/s | achieved tok/s | server CPU per token | Redis CPU per token | "
-        "p50 | p99 | max |",
-        "|---|---|---|---|---|---|---|---|",
+        "p50 | p99 | max | other work on the machine |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, label in VARIANTS:
         for phase in st["phases"]:
@@ -292,7 +293,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {label} | {p['offered_tps']:,.0f} | {_fmt(p['achieved_tps'])} | "
                 f"{p['server_cpu_us_per_token']:.1f} us | {p['redis_cpu_us_per_token']:.1f} us | "
                 f"{p['latency_ms_p50']:.2f} ms | {p['latency_ms_p99']:.2f} ms | "
-                f"{p['latency_ms_max']:.2f} ms |"
+                f"{p['latency_ms_max']:.2f} ms | {p['others_cores']:.2f} cores |"
             )
     lines += ["", "| goal | measured | met |", "|---|---|---|"]
     for g in results["goals"]:
