@@ -449,6 +449,9 @@ class Relay:
         self._unblocking = False
         self._closed = False
         self._stopping = False
+        # how long the reader's BLPOP blocks: a new stream wakes it sooner (CLIENT UNBLOCK); without
+        # CLIENT (ACL), it polls every 50 ms instead
+        self._block_timeout = 1.0
         self._publish_sha = _scripts.sha1(_scripts.PUBLISH)
         self._drain_sha = _scripts.sha1(_scripts.DRAIN)
         self._enqueue_sha = _scripts.sha1(_scripts.ENQUEUE)
@@ -806,7 +809,7 @@ class Relay:
         link = self._reader
         generation = -1
         drained_last = True
-        block_timeout = 1.0
+        block_timeout = self._block_timeout
         while not self._stopping:
             if not self._subs:
                 ev = self._subs_changed
@@ -822,7 +825,7 @@ class Relay:
             if link.generation != generation:
                 generation = link.generation
                 self._reader_client_id = await self._reader_id(link)
-                block_timeout = 1.0 if self._reader_client_id is not None else 0.05
+                block_timeout = self._block_timeout if self._reader_client_id is not None else 0.05
             try:
                 if drained_last:
                     drained_last = await self._drain(conn, keys)

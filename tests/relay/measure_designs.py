@@ -137,13 +137,57 @@ def measure(name: str, url: str, k: int, n: int) -> dict[str, float]:
     return {"cpu_us_per_token": cpu / total * 1e6, "tokens_per_s": total / wall}
 
 
+async def latency(url: str, k: int, n: int, rate: float) -> tuple[float, float, float]:
+    """p50, p99 (ms) from publish call to the consumer's receipt, and the CPU per token (us), with
+    ``k`` streams each publishing one token every ``k / rate`` seconds (``rate`` tokens/s in all)."""
+    frames = [token_frame(i) for i in range(n)]
+    sent: dict[tuple[int, int], float] = {}
+    lat: list[float] = []
+    loop = asyncio.get_running_loop()
+    async with Relay(url) as relay:
+
+        async def consume(j: int) -> None:
+            async for item in relay.stream(f"lat{j}", timeout=10):
+                if isinstance(item, inference.TokenResponse):
+                    lat.append(loop.time() - sent[(j, item.token_id)])
+
+        async def produce(j: int) -> None:
+            interval = k / rate
+            start = loop.time() + j * interval / k
+            for i, f in enumerate(frames):
+                delay = start + i * interval - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent[(j, i)] = loop.time()
+                await relay.publish(f"lat{j}", f)
+            await relay.publish(f"lat{j}", FINAL)
+
+        consumers = [asyncio.create_task(consume(j)) for j in range(k)]
+        await asyncio.sleep(0.05)
+        c0 = time.process_time()
+        await asyncio.gather(*(produce(j) for j in range(k)))
+        await asyncio.gather(*consumers)
+        cpu = time.process_time() - c0
+    lat.sort()
+    return lat[len(lat) // 2] * 1e3, lat[int(len(lat) * 0.99)] * 1e3, cpu / len(lat) * 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--streams", type=int, default=64)
     ap.add_argument("--tokens", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--unix", action="store_true", help="connect over a unix socket")
+    ap.add_argument("--latency-rate", type=float, default=0, help="also measure latency at this load")
     args = ap.parse_args()
-    with running_redis() as srv:
+    with running_redis(unix_socket=args.unix) as srv:
+        if args.latency_rate:
+            p50, p99, cpu = asyncio.run(latency(srv.url, args.streams, args.tokens, args.latency_rate))
+            print(
+                f"relay latency at {args.latency_rate:.0f} tokens/s offered ({args.streams} streams):"
+                f" p50 {p50:.2f} ms, p99 {p99:.2f} ms, {cpu:.1f} us CPU/token"
+            )
+            srv.flushall()
         for name in ("per-message", "relay-pipelined", "relay"):
             best: dict[str, float] | None = None
             for _ in range(args.rounds):
