@@ -6,6 +6,7 @@ import asyncio
 import pickle
 from datetime import datetime
 from http import HTTPStatus
+from urllib.parse import urlparse
 
 import pytest
 import redis.asyncio as aioredis
@@ -285,3 +286,39 @@ async def test_closing_the_relay_gives_back_frames_drained_but_not_taken(redis_u
     await client.aclose()
     with pytest.raises(RelayError, match="closed"):
         await sub.next_batch(1)
+
+
+async def test_without_the_client_command_the_reader_polls(redis_url: str) -> None:
+    # an ACL user that may not run CLIENT (so no CLIENT ID / CLIENT UNBLOCK): new streams are
+    # picked up by the reader's short BLPOP timeout instead
+    admin = aioredis.Redis.from_url(redis_url)
+    await admin.execute_command("ACL", "SETUSER", "noclient", "on", ">pw", "~*", "+@all", "-client")
+    try:
+        url = urlparse(redis_url)
+        async with Relay(url._replace(netloc=f"noclient:pw@{url.hostname}:{url.port}").geturl()) as relay:
+            relay._block_timeout = 60.0  # would never wake without CLIENT UNBLOCK; polling does
+
+            async def consume(mid: str) -> list[inference.WorkerResponse]:
+                return [m async for m in relay.stream(mid, timeout=30)]
+
+            first = asyncio.create_task(consume("pa"))
+            await asyncio.sleep(0.2)
+            second = asyncio.create_task(consume("pb"))
+            await asyncio.sleep(0.05)
+            await relay.publish("pb", final())
+            assert await asyncio.wait_for(second, timeout=20) == [final()]
+            assert relay._reader_client_id is None
+            await relay.publish("pa", final())
+            assert await asyncio.wait_for(first, timeout=20) == [final()]
+    finally:
+        await admin.execute_command("ACL", "DELUSER", "noclient")
+        await admin.aclose()
+
+
+async def test_a_flush_larger_than_one_lua_unpack(redis_url: str) -> None:
+    async with Relay(redis_url, message_queue_max_length=None) as relay:
+        n = 12_000
+        await asyncio.gather(*(relay.publish("big", token(i)) for i in range(n)))
+        await relay.publish("big", final())
+        got = [m async for m in relay.stream("big", timeout=10)]
+    assert got == [*(token(i) for i in range(n)), final()]
