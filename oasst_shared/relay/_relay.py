@@ -164,6 +164,11 @@ class _Link:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX)
                 continue
+            except RedisError as exc:  # the handshake was refused (e.g. no such database)
+                await conn.disconnect(nowait=True)
+                raise RelayConnectionError(
+                    f"Redis refused the connection: {exc}", key=key, operation=op
+                ) from exc
             self.generation += 1
             return conn
 
@@ -519,6 +524,9 @@ class Relay:
             self._flusher.cancel()
             with contextlib.suppress(BaseException):
                 await self._flusher
+        if self._pending is not None:  # published during close: never sent
+            self._fail_batch(self._pending, RelayError("the relay was closed", key=None, operation="publish"))
+            self._pending = None
         for sub in list(self._subs.values()):
             sub._fail(RelayError("the relay was closed", key=sub.key, operation="stream"))
         self._subs.clear()
@@ -550,7 +558,7 @@ class Relay:
             data = bytes(frame)
         else:
             data = self._encode(frame)
-        if self._closed:
+        if self._closed or self._stopping:
             raise RelayError("the relay is closed", key=message_queue_key(message_id), operation="publish")
         batch = self._pending
         if batch is None:
@@ -586,7 +594,12 @@ class Relay:
             try:
                 await self._send_batch(batch)
             except asyncio.CancelledError:
-                self._fail_batch(batch, RelayError("the relay was closed", key=None, operation="publish"))
+                err = RelayPublishError(
+                    "the flush was cancelled during its round trip: it may have been applied",
+                    key=None,
+                    operation="publish",
+                )
+                self._fail_batch(batch, err)
                 raise
             except Exception as exc:  # never leave a publisher waiting on a dead flusher
                 err = RelayPublishError(
