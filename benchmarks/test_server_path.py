@@ -55,10 +55,14 @@ def test_relay_across_two_servers_loses_and_reorders_nothing(quick_results: dict
 
 def test_report_has_a_row_per_variant_and_the_goals(quick_results: dict[str, object]) -> None:
     text = run.markdown(quick_results)
+    rates = [p for p in run.Settings.of(quick=True).phases if p != "flood"]
     for _, label in run.VARIANTS:
         rows = [line for line in text.splitlines() if line.startswith(f"| {label} |")]
-        assert len(rows) == 1, label
+        # one row at saturation, then one per offered load, in the settings' order
+        assert len(rows) == 1 + len(rates), label
         assert "not run" not in rows[0], rows[0]
+        for row, rate in zip(rows[1:], rates, strict=True):
+            assert row.startswith(f"| {label} | {float(rate):,.0f} | "), row
     goals = quick_results["goals"]
     assert isinstance(goals, list)
     assert len(goals) == 4

@@ -25,6 +25,7 @@ VARIANTS: tuple[tuple[str, str], ...] = (
     ("relay", "(c) oasst_shared.relay (group commit, batched reads, raw frames)"),
 )
 TARGET_RATE = 20_000.0
+MID_RATE = 10_000.0
 LOW_RATE = 5_000.0
 GOAL_CPU_RATIO = 10.0
 GOAL_TOKENS_PER_CORE = 40_000.0
@@ -42,7 +43,7 @@ class Settings:
 
     @classmethod
     def of(cls, quick: bool) -> Settings:
-        phases = ("flood", str(int(TARGET_RATE)), str(int(LOW_RATE)))
+        phases = ("flood", str(int(TARGET_RATE)), str(int(MID_RATE)), str(int(LOW_RATE)))
         if quick:
             return cls(chats=32, tokens=50, phases=phases, two_server_phases=("flood", phases[1]))
         return cls(chats=256, tokens=200, phases=phases, two_server_phases=("flood", phases[1]))
