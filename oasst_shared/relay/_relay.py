@@ -139,8 +139,10 @@ class _Link:
             self._relay._check_open(op, key)
             conn = self.conn
             if conn is not None and conn.is_connected:
+                # can_read() is redis-py >= 8; before, the same check was can_read_destructive()
+                check = getattr(conn, "can_read", None) or conn.can_read_destructive
                 try:
-                    dirty = await conn.can_read()
+                    dirty = await check()
                 except (RedisError, OSError):
                     dirty = True
                 if not dirty:
