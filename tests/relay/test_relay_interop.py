@@ -176,3 +176,22 @@ async def test_a_client_with_decode_responses_still_gets_bytes(redis_url: str) -
         assert got == [codec.worker_response.encode(token(1)), codec.worker_response.encode(final())]
         assert isinstance(codec.worker_response.decode(got[0]), inference.TokenResponse)
     await client.aclose()
+
+
+async def test_the_reference_event_stream_code_parses_what_we_publish(
+    relay: Relay, plain: aioredis.Redis
+) -> None:
+    # the reference's reader: BLPOP, then pydantic.parse_raw_as(inference.WorkerResponse, ...),
+    # here through the Pydantic views (oasst_compat), then its branches on response_type
+    from oasst_compat import parse_raw_as
+    from oasst_compat.schemas import inference as views
+
+    await relay.publish("pyd", token(1))
+    await relay.publish("pyd", codec.worker_response.encode(token(2)))
+    await relay.publish("pyd", inference.ErrorResponse(request_id="req", error="boom"))
+    seen = []
+    for _ in range(3):
+        _, doc = await blpop(plain, "message:pyd")
+        packet = parse_raw_as(views.WorkerResponse, doc)
+        seen.append((packet.response_type, getattr(packet, "text", None) or getattr(packet, "error", None)))
+    assert seen == [("token", " t1"), ("token", " t2"), ("error", "boom")]
