@@ -224,14 +224,20 @@ def test_parse_raw_as_goes_through_the_prebuilt_codecs(monkeypatch: pytest.Monke
         return real(tp, **kwargs)
 
     monkeypatch.setattr(schemas, "_codecs", {})
+    monkeypatch.setattr(schemas, "_codecs_by_id", {})
     monkeypatch.setattr(codec, "JsonCodec", counting)
     frame = _token_frames()[0]
     for _ in range(3):
         parse_raw_as(inference.WorkerResponse, frame)
         parse_raw_as(inference.TokenResponse, frame)
-        parse_raw_as(list[inference.TokenResponse], b"[" + frame + b"]")
+        parse_raw_as(list[inference.TokenResponse], b"[" + frame + b"]")  # a new, equal object each time
     assert made == [inference.TokenResponse, list[inference.TokenResponse]]  # once each
     assert schemas._codecs[inference.WorkerResponse] is codec.worker_response
+    # the per-id table stays bounded however many equal type objects come by
+    for _ in range(2 * schemas._BY_ID_MAX):
+        parse_raw_as(list[inference.TokenResponse], b"[]")
+    assert len(schemas._codecs_by_id) <= schemas._BY_ID_MAX
+    assert made == [inference.TokenResponse, list[inference.TokenResponse]]
 
 
 BAD_FRAMES = [
@@ -271,6 +277,10 @@ def test_parse_obj_as_builds_unions_and_structs() -> None:
     assert isinstance(got, protocol.TextReplyToMessage) and got.user.display_name == "Jane"
     assert parse_obj_as(protocol.TextReplyToMessage, obj) == got
     assert parse_obj_as(protocol.TextReplyToMessage, got) is got  # already one
+    assert parse_obj_as(protocol.AnyInteraction, got) is got
+    # a tag given as an enum member, not a str: the union's own conversion decides (and refuses)
+    with pytest.raises(msgspec.ValidationError, match=r"got `TaskRequestType` - at `\$\.type`"):
+        parse_obj_as(protocol.AnyTask, {"type": protocol.TaskRequestType.summarize_story})
     assert parse_obj_as(list[protocol.User], [user, user]) == [protocol.User(**user)] * 2  # type: ignore[arg-type]
 
 
@@ -294,6 +304,47 @@ def test_parse_obj_as_errors_name_the_path_as_parse_obj_does(obj: dict[str, Any]
         with pytest.raises(msgspec.ValidationError) as direct:
             member.parse_obj(obj)
         assert str(direct.value) == str(info.value)
+
+
+UNION_INPUTS = [
+    {},
+    {"response_type": "nope"},
+    {"response_type": 3},
+    {"response_type": "token", "text": 3, "token_id": 1},
+    {"response_type": "token", "text": "a"},
+    {"response_type": "token", "text": "a", "token_id": 1, "log_prob": "x"},
+    {"response_type": "token", "request_id": "r", "text": "a", "token_id": 1},
+    {"response_type": "generated_text", "text": "a", "finish_reason": "length"},
+    {"response_type": "generated_text", "text": "a", "finish_reason": "nope"},
+    [],
+    "token",
+    None,
+]
+
+
+@pytest.mark.parametrize("obj", UNION_INPUTS)
+def test_parse_obj_as_on_a_union_is_msgspec_convert_into_the_union(obj: Any) -> None:
+    """parse_obj_as picks the member by its tag (msgspec rebuilds its plan for a union on every
+    convert); result and error are still exactly what converting into the union gives."""
+    try:
+        want: Any = msgspec.convert(obj, inference.WorkerResponse)
+    except msgspec.ValidationError as exc:
+        want = exc
+    if isinstance(want, Exception):
+        with pytest.raises(msgspec.ValidationError) as info:
+            parse_obj_as(inference.WorkerResponse, obj)
+        assert str(info.value).startswith(str(want).split(" - at ")[0])
+        assert str(info.value) == str(schemas_translated(want))
+    else:
+        assert parse_obj_as(inference.WorkerResponse, obj) == want
+
+
+def schemas_translated(exc: Exception) -> str:
+    """What ``parse_obj`` says for msgspec's error: the shared translation (path of a missing
+    field named as the field)."""
+    from oasst_shared._decode_errors import describe
+
+    return str(describe(exc, None, "WorkerResponse"))
 
 
 def test_view_parse_raw_as_and_parse_obj_as() -> None:

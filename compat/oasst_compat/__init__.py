@@ -83,20 +83,31 @@ def from_pydantic(model: OasstModel) -> OasstStruct:
 
 
 # One TypeAdapter per type, built on first use (building one costs far more than validating).
+# Found per call by the type object's id (hashing ``inference.WorkerResponse``, an Annotated
+# union, costs about as much as validating a token), then by equality for a new object equal
+# to a known type; the id table is cleared when it fills.
+_BY_ID_MAX = 256
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+_ADAPTERS_BY_ID: dict[int, tuple[Any, TypeAdapter[Any]]] = {}
 
 
 def _adapter(tp: Any) -> TypeAdapter[Any]:
+    entry = _ADAPTERS_BY_ID.get(id(tp))
+    if entry is not None and entry[0] is tp:
+        return entry[1]
     try:
         adapter = _ADAPTERS.get(tp)
-    except TypeError:  # unhashable: built per call
+    except TypeError:  # unhashable: found by id only
         adapter = None
     if adapter is None:
         from pydantic import TypeAdapter
 
         adapter = TypeAdapter(tp)
-        with contextlib.suppress(TypeError):  # unhashable: not cached
+        with contextlib.suppress(TypeError):
             _ADAPTERS[tp] = adapter
+    if len(_ADAPTERS_BY_ID) >= _BY_ID_MAX:
+        _ADAPTERS_BY_ID.clear()
+    _ADAPTERS_BY_ID[id(tp)] = (tp, adapter)  # holding ``tp`` keeps its id from being reused
     return adapter
 
 
