@@ -474,8 +474,14 @@ async def test_api_client_built_and_called_as_the_reference_code_does(prism: Moc
     await session.aclose()
 
 
-def _answering(status: int, body: bytes, content_type: str) -> httpx.AsyncClient:
+def _answering(
+    status: int, body: bytes, content_type: str, seen: list[httpx.Request] | None = None
+) -> httpx.AsyncClient:
+    """A session whose transport answers every request with this status and body."""
+
     def handler(request: httpx.Request) -> httpx.Response:
+        if seen is not None:
+            seen.append(request)
         return httpx.Response(status, content=body, headers={"Content-Type": content_type})
 
     return httpx.AsyncClient(transport=httpx.MockTransport(handler))
@@ -495,12 +501,12 @@ async def test_post_raises_oasst_error_from_the_backends_error_body() -> None:
 
 @pytest.mark.anyio
 async def test_post_raises_oasst_error_from_a_text_500() -> None:
-    async with _answering(500, b"Internal Server Error", "text/plain") as session:
-        client = OasstApiClient(
-            backend_url="http://backend.test", api_key=API_KEY, session=session, max_retries=0
-        )
+    seen: list[httpx.Request] = []
+    async with _answering(500, b"Internal Server Error", "text/plain", seen) as session:
+        client = OasstApiClient(backend_url="http://backend.test", api_key=API_KEY, session=session)
         with pytest.raises(OasstError) as info:
             await client.post("/api/v1/tasks/", data={})
     err = info.value
     assert err.error_code == OasstErrorCode.GENERIC_ERROR and err.http_status_code == 500
     assert "Internal Server Error" in str(err)
+    assert len(seen) == 1  # a POST that reached the server is not sent again
