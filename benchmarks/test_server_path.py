@@ -25,11 +25,12 @@ def test_every_variant_delivers_every_token_in_order(quick_results: dict[str, ob
     settings = run.Settings.of(quick=True)
     variants = quick_results["variants"]
     assert isinstance(variants, dict)
-    assert set(variants) == {name for name, _ in run.VARIANTS}
+    assert set(variants) == {name for name, _ in run.VARIANTS + run.ASGI_VARIANTS}
     for name, v in variants.items():
         assert "unavailable" not in v, v
         phases = v["phases"]
-        assert set(phases) == set(settings.phases), name
+        expected = settings.short_phases if name.startswith("asgi-") else settings.phases
+        assert set(phases) == set(expected), name
         for phase, p in phases.items():
             assert p["errors"] == 0, (name, phase, p["error_samples"])
             assert p["tokens_delivered_in_order"] == settings.chats * settings.tokens, (name, phase)
@@ -45,7 +46,7 @@ def test_relay_across_two_servers_loses_and_reorders_nothing(quick_results: dict
     two = quick_results["two_servers"]
     assert isinstance(two, dict)
     assert "unavailable" not in two, two
-    assert set(two["phases"]) == set(settings.two_server_phases)
+    assert set(two["phases"]) == set(settings.short_phases)
     for phase, p in two["phases"].items():
         assert p["errors"] == 0, (phase, p["error_samples"])
         assert p["tokens_delivered_in_order"] == settings.chats * settings.tokens, phase
@@ -55,8 +56,10 @@ def test_relay_across_two_servers_loses_and_reorders_nothing(quick_results: dict
 
 def test_report_has_a_row_per_variant_and_the_goals(quick_results: dict[str, object]) -> None:
     text = run.markdown(quick_results)
-    rates = [p for p in run.Settings.of(quick=True).phases if p != "flood"]
-    for _, label in run.VARIANTS:
+    settings = run.Settings.of(quick=True)
+    for name, label in run.VARIANTS + run.ASGI_VARIANTS:
+        phases = settings.short_phases if name.startswith("asgi-") else settings.phases
+        rates = [p for p in phases if p != "flood"]
         rows = [line for line in text.splitlines() if line.startswith(f"| {label} |")]
         # one row at saturation, then one per offered load, in the settings' order
         assert len(rows) == 1 + len(rates), label

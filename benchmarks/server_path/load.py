@@ -141,6 +141,33 @@ class Tally:
             self.done.set()
 
 
+class Dechunker:
+    """Decodes an HTTP/1.1 chunked body as it arrives."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.ended = False
+
+    def feed(self, data: bytes) -> bytes:
+        buf = self.buf + data if self.buf else data
+        out: list[bytes] = []
+        pos = 0
+        while not self.ended:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                break
+            size = int(buf[pos:eol].split(b";", 1)[0], 16)
+            if size == 0:
+                self.ended = True
+                break
+            if len(buf) < eol + 2 + size + 2:
+                break
+            out.append(buf[eol + 2 : eol + 2 + size])
+            pos = eol + 2 + size + 2
+        self.buf = buf[pos:]
+        return b"".join(out)
+
+
 class Browser(asyncio.Protocol):
     """One browser's event stream: checks order and completeness, records latencies."""
 
@@ -149,6 +176,7 @@ class Browser(asyncio.Protocol):
         self.tally = tally
         self.buf = b""
         self.head = False
+        self.dechunk: Dechunker | None = None
         self.head_seen: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.count = 0
         self.finished = False
@@ -159,18 +187,24 @@ class Browser(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter()
-        buf = self.buf + data if self.buf else data
         if not self.head:
-            end = buf.find(b"\r\n\r\n")
+            data = self.buf + data
+            end = data.find(b"\r\n\r\n")
             if end < 0:
-                self.buf = buf
+                self.buf = data
                 return
-            if not buf.startswith(b"HTTP/1.1 200"):
-                self.fail(f"bad response {buf[:60]!r}")
+            if not data.startswith(b"HTTP/1.1 200"):
+                self.fail(f"bad response {data[:60]!r}")
                 return
             self.head = True
             self.head_seen.set_result(None)
-            buf = buf[end + 4 :]
+            if b"transfer-encoding: chunked" in data[:end].lower():
+                self.dechunk = Dechunker()
+            self.buf = b""
+            data = data[end + 4 :]
+        if self.dechunk is not None:
+            data = self.dechunk.feed(data)
+        buf = self.buf + data if self.buf else data
         pos = 0
         while (end := buf.find(b"\n\n", pos)) >= 0:
             event = buf[pos:end]
@@ -252,7 +286,7 @@ class Worker(asyncio.Protocol):
 
 async def _http_get_json(port: int, path: str) -> Any:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
     data = await reader.read()
     writer.close()
     return json.loads(data.split(b"\r\n\r\n", 1)[1])

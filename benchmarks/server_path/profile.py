@@ -115,14 +115,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chats", type=int, default=256)
     parser.add_argument("--tokens", type=int, default=100)
     parser.add_argument("--phase", default="flood", help="flood or a rate in tokens/s")
-    parser.add_argument("variants", nargs="*", default=[name for name, _ in runner.VARIANTS])
+    parser.add_argument(
+        "variants",
+        nargs="*",
+        default=[name for name, _ in runner.VARIANTS],
+        help="e.g. views relay asgi-relay",
+    )
     args = parser.parse_args(argv)
     if args.serve:
         serve_profiled(*args.serve)
         return
     from tests.redis_server import running_redis
 
-    settings = runner.Settings(chats=args.chats, tokens=args.tokens, phases=(), two_server_phases=())
+    settings = runner.Settings(chats=args.chats, tokens=args.tokens, phases=(), short_phases=())
     results: dict[str, dict[str, float]] = {}
     with running_redis() as srv:
         for variant in args.variants:

@@ -24,6 +24,14 @@ VARIANTS: tuple[tuple[str, str], ...] = (
     ("structs", "(b) per message, structs (oasst_shared.codec)"),
     ("relay", "(c) oasst_shared.relay (group commit, batched reads, raw frames)"),
 )
+"""The measured variants, on the raw asyncio server (``server.py``): every phase, and the goals."""
+
+ASGI_VARIANTS: tuple[tuple[str, str], ...] = (
+    ("asgi-floor", "floor on uvicorn + Starlette"),
+    ("asgi-views", "(a) on uvicorn + Starlette"),
+    ("asgi-relay", "(c) on uvicorn + Starlette"),
+)
+"""The same handlers on uvicorn + Starlette (``asgi.py``), the short phases only: the framework's cost."""
 TARGET_RATE = 20_000.0
 MID_RATE = 10_000.0
 LOW_RATE = 5_000.0
@@ -39,14 +47,15 @@ class Settings:
     chats: int
     tokens: int
     phases: tuple[str, ...]
-    two_server_phases: tuple[str, ...]
+    short_phases: tuple[str, ...]
+    """Saturation and the target load: the two-server run and the ASGI rows."""
 
     @classmethod
     def of(cls, quick: bool) -> Settings:
         phases = ("flood", str(int(TARGET_RATE)), str(int(MID_RATE)), str(int(LOW_RATE)))
         if quick:
-            return cls(chats=32, tokens=50, phases=phases, two_server_phases=("flood", phases[1]))
-        return cls(chats=256, tokens=200, phases=phases, two_server_phases=("flood", phases[1]))
+            return cls(chats=32, tokens=50, phases=phases, short_phases=phases[:2])
+        return cls(chats=256, tokens=200, phases=phases, short_phases=phases[:2])
 
 
 def relay_available() -> str | None:
@@ -138,15 +147,17 @@ def run_benchmark(quick: bool = False, progress: bool = False) -> dict[str, Any]
     started = time.perf_counter()
     with running_redis() as srv:
         results["machine"]["redis"] = srv.url.split("://")[0]
-        for name, _label in VARIANTS:
-            if name == "relay" and missing_relay:
+        for name, phase_list in [(n, s.phases) for n, _ in VARIANTS] + [
+            (n, s.short_phases) for n, _ in ASGI_VARIANTS
+        ]:
+            if name.endswith("relay") and missing_relay:
                 results["variants"][name] = {"unavailable": missing_relay}
                 continue
             if progress:
                 print(f"  {name} ...", file=sys.stderr, flush=True)
             _flush(srv.url)
             with server_process(name, srv.url) as port:
-                phases = run_load(port, port, srv.url, s, s.phases)
+                phases = run_load(port, port, srv.url, s, phase_list)
             results["variants"][name] = {"phases": {p["phase"]: p for p in phases}}
         if missing_relay:
             results["two_servers"] = {"unavailable": missing_relay}
@@ -155,7 +166,7 @@ def run_benchmark(quick: bool = False, progress: bool = False) -> dict[str, Any]
                 print("  relay across two server processes ...", file=sys.stderr, flush=True)
             _flush(srv.url)
             with server_process("relay", srv.url) as a, server_process("relay", srv.url) as b:
-                phases = run_load(a, b, srv.url, s, s.two_server_phases)
+                phases = run_load(a, b, srv.url, s, s.short_phases)
             results["two_servers"] = {"phases": {p["phase"]: p for p in phases}}
     results["seconds"] = time.perf_counter() - started
     results["machine"]["loadavg_after"] = os.getloadavg()
@@ -259,7 +270,7 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     floor = _phase(results, "floor", "flood")
-    for name, label in VARIANTS:
+    for name, label in VARIANTS + ASGI_VARIANTS:
         v = results["variants"].get(name, {})
         if "unavailable" in v:
             lines.append(f"| {label} | not run: {v['unavailable']} | | | | | | |")
@@ -285,7 +296,7 @@ def markdown(results: dict[str, Any]) -> str:
         "p50 | p99 | max | other work on the machine |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, label in VARIANTS:
+    for name, label in VARIANTS + ASGI_VARIANTS:
         for phase in st["phases"]:
             p = _phase(results, name, phase)
             if p is None or p["offered_tps"] is None:

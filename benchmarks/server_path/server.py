@@ -281,12 +281,20 @@ async def serve(variant_name: str, redis_url: str, port: int = 0) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] not in VARIANTS:
-        raise SystemExit(f"usage: python -m benchmarks.server_path.server {{{','.join(VARIANTS)}}} REDIS_URL")
+    name = args[0].removeprefix("asgi-") if args else ""
+    if len(args) != 2 or name not in VARIANTS:
+        raise SystemExit(
+            f"usage: python -m benchmarks.server_path.server [asgi-]{{{','.join(VARIANTS)}}} REDIS_URL"
+        )
     from benchmarks.server_path.load import raise_fd_limit
 
     raise_fd_limit()
-    asyncio.run(serve(args[0], args[1]))
+    if args[0].startswith("asgi-"):
+        from benchmarks.server_path import asgi
+
+        asyncio.run(asgi.serve(name, args[1]))
+    else:
+        asyncio.run(serve(name, args[1]))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,109 @@
+"""The same endpoints on uvicorn + Starlette, to weigh the framework against the raw server.
+
+``python -m benchmarks.server_path.server asgi-<variant> REDIS_URL`` serves the variant's
+handlers (``server.VARIANTS``) through an ASGI app on uvicorn, as the reference inference server
+does (FastAPI on uvicorn): the worker websocket through uvicorn's ``websockets-sansio`` protocol, the
+event stream as a ``StreamingResponse`` (HTTP/1.1 chunked, uvicorn's ``h11`` protocol, since
+``httptools`` is not installed here). A variant's stream handler writes into a queue that the
+response's body iterator drains, all that is ready at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from benchmarks.server_path.server import VARIANTS
+
+
+async def serve(variant_name: str, redis_url: str, port: int = 0) -> None:
+    """Run uvicorn with the variant's handlers until SIGTERM; prints ``PORT <n>`` when ready."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, StreamingResponse
+    from starlette.routing import Route, WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    variant = VARIANTS[variant_name](redis_url)
+    await variant.start()
+
+    async def work(ws: WebSocket) -> None:
+        await ws.accept()
+        on_frame = variant.on_frame
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            data = msg.get("bytes")
+            await on_frame(data if data is not None else msg["text"].encode())
+
+    async def stream(request: Request) -> StreamingResponse:
+        message_id = request.path_params["message_id"]
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        async def produce() -> None:
+            try:
+                await variant.stream(message_id, queue.put_nowait)
+            finally:
+                queue.put_nowait(None)
+
+        async def body() -> AsyncIterator[bytes]:
+            task = asyncio.ensure_future(produce())
+            try:
+                while True:
+                    item = await queue.get()
+                    parts = []
+                    while item is not None:
+                        parts.append(item)
+                        if queue.empty():
+                            break
+                        item = queue.get_nowait()
+                    if parts:
+                        yield b"".join(parts)
+                    if item is None:
+                        return
+            finally:
+                task.cancel()
+
+        return StreamingResponse(
+            body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+
+    async def stats(request: Request) -> JSONResponse:
+        return JSONResponse({"cpu": time.process_time()})
+
+    app = Starlette(
+        routes=[
+            WebSocketRoute("/work", work),
+            Route("/chat/{message_id}/stream", stream),
+            Route("/stats", stats),
+        ]
+    )
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        ws="websockets-sansio",
+        http="h11",
+        log_level="warning",
+        backlog=4096,
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)  # handles SIGTERM itself
+    task = asyncio.ensure_future(server.serve())
+    while not server.started:
+        if task.done():
+            await task
+            return
+        await asyncio.sleep(0.01)
+    sockets: Any = server.servers[0].sockets
+    print(f"PORT {sockets[0].getsockname()[1]}", flush=True)
+    try:
+        await task
+    finally:
+        with contextlib.suppress(Exception):
+            await variant.stop()
