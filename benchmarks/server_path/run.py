@@ -140,6 +140,7 @@ def run_benchmark(quick: bool = False, progress: bool = False) -> dict[str, Any]
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "loadavg_before": os.getloadavg(),
+            "nice": os.nice(0),
         },
         "variants": {},
     }
@@ -334,7 +335,7 @@ def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines += [
         "",
-        f"Machine: {m['cpus']} CPUs, Python {m['python']}, load average before "
+        f"Machine: {m['cpus']} CPUs, Python {m['python']}, niceness {m['nice']}, load average before "
         f"{m['loadavg_before'][0]:.2f}, after {m['loadavg_after'][0]:.2f}; "
         f"run took {results['seconds']:.0f} s.",
     ]
