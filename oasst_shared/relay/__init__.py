@@ -44,21 +44,18 @@ so does the relay. This package is the only part of ``oasst_shared`` that import
 
 from __future__ import annotations
 
-try:
-    import redis.asyncio  # noqa: F401
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
-    raise ImportError(
-        "oasst_shared.relay needs redis-py (and hiredis): pip install 'oasst-shared[redis]'"
-    ) from exc
+from oasst_shared._optional import require
 
-from oasst_shared.relay._errors import (
+require("redis.asyncio", extra="redis", needed_by="oasst_shared.relay (redis-py, with hiredis)")
+
+from oasst_shared.relay._errors import (  # noqa: E402  (after the check, which names the extra)
     QueueFullError,
     RelayConnectionError,
     RelayDecodeError,
     RelayError,
     RelayPublishError,
 )
-from oasst_shared.relay._relay import (
+from oasst_shared.relay._relay import (  # noqa: E402
     DEFAULT_MESSAGE_QUEUE_EXPIRE,
     DEFAULT_MESSAGE_QUEUE_MAX_LENGTH,
     DEFAULT_WORK_QUEUE_MAX_SIZE,
