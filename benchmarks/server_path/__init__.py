@@ -16,7 +16,7 @@ offered loads, the issue's goals, and the relay across two server processes.
   all of them, in order, then the final message. Latency is from a worker's write to its
   browser's receipt (one process, one clock). CPU: the server's own ``/stats``
   (``time.process_time``), Redis's ``INFO cpu``, the rest of the machine from ``/proc/stat``.
-* ``profile.py``: ``python -m benchmarks.server_path.profile [VARIANT ...]`` runs each server
+* ``profiling.py``: ``python -m benchmarks.server_path.profiling [VARIANT ...]`` runs each server
   under cProfile and splits its time per token by part of the stack (redis-py, asyncio,
   syscalls, codec, relay, the benchmark's own server code).
 """

@@ -264,7 +264,8 @@ def markdown(results: dict[str, Any]) -> str:
         "Saturation: every worker writes all its frames at once; tokens/s = tokens received per second "
         "between the first and the last receipt (wall clock), on a machine shared with Redis and the "
         "load process. Above floor: server CPU minus the floor variant's (what the path through "
-        "Redis itself costs). Latency: from a worker's write to its browser's receipt.",
+        "Redis itself costs). Latency: from a worker's write to its browser's receipt. Other work: "
+        "CPU the rest of the machine used meanwhile (/proc/stat, to about 0.1 core).",
         "",
         "| variant | server CPU per token | above floor | Redis CPU per token | tokens/s | "
         "tokens per server CPU-second | other work on the machine | all in order |",

@@ -15,6 +15,9 @@ Variants (``message_id`` is the frame's ``request_id``: the reference looks it u
 * ``views``: the reference's pattern with the Pydantic v2 views: decode each frame through
   ``WorkerResponse``, ``RPUSH message:{id}`` its ``model_dump_json``; the event stream handler
   ``BLPOP``s one item per round trip, decodes it and writes it re-encoded as an event.
+  (The reference's ``RedisQueue.enqueue`` also sends ``EXPIRE`` after each ``RPUSH``, a second
+  round trip per token; (a) and (b) here send the ``RPUSH`` alone, so they cost if anything
+  less than the reference.)
 * ``structs``: the same pattern with the msgspec structs (``oasst_shared.codec``).
 * ``relay``: ``oasst_shared.relay``: the worker handler peeks each frame and publishes the same
   bytes (group commit); the event stream handler reads ``relay.stream(raw=True)`` and forwards

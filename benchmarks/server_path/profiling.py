@@ -1,6 +1,6 @@
 """What the server's CPU per token goes to, per variant: cProfile on the measured process.
 
-``python -m benchmarks.server_path.profile [--chats K] [--tokens N] [--phase P] [VARIANT ...]``
+``python -m benchmarks.server_path.profiling [--chats K] [--tokens N] [--phase P] [VARIANT ...]``
 runs each variant's server under ``cProfile`` (its default wall clock: a CPU-time clock costs a
 system call per reading and distorts more), drives one load phase through it, and prints the
 self time of each part of the stack per token, leaving out the time blocked in ``epoll``. The
@@ -85,7 +85,7 @@ def profile_variant(variant: str, redis_url: str, settings: runner.Settings, pha
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "server.prof")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.server_path.profile", "--serve", variant, redis_url, out],
+            [sys.executable, "-m", "benchmarks.server_path.profiling", "--serve", variant, redis_url, out],
             cwd=runner.ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -110,7 +110,7 @@ def profile_variant(variant: str, redis_url: str, settings: runner.Settings, pha
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.server_path.profile", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.server_path.profiling", description=__doc__)
     parser.add_argument("--serve", nargs=3, metavar=("VARIANT", "REDIS_URL", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--chats", type=int, default=256)
     parser.add_argument("--tokens", type=int, default=100)
