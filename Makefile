@@ -70,12 +70,12 @@ bench: install
 
 # Regenerate every generated module: the blocking API client facade and the Pydantic views.
 generate: install
-	$(BIN)/python -m oasst_shared.api_client._generate_sync
-	$(BIN)/python -m oasst_compat._generate
+	$(BIN)/python -m tools.generate_sync
+	$(BIN)/python -m tools.generate_views
 
 # Regenerate the Pydantic views in compat/oasst_compat from the structs.
 compat: install
-	$(BIN)/python -m oasst_compat._generate
+	$(BIN)/python -m tools.generate_views
 
 FUZZ_SECONDS ?= 10
 FUZZ_HARNESSES := worker_response worker_request peek decode_lines sse msgpack_frames

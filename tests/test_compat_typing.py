@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from oasst_compat import _generate
+from tools.generate_views import COMPAT_ROOT
 
-COMPAT_DIR = _generate.COMPAT_ROOT.parent
+COMPAT_DIR = COMPAT_ROOT.parent
 
 CONSUMER = """
 from pydantic import TypeAdapter

@@ -5,7 +5,7 @@ Every struct of ``oasst_shared.schemas.protocol``, ``oasst_shared.schemas.infere
 the same name under ``oasst_compat``: change ``from oasst_shared.schemas import protocol`` to
 ``from oasst_compat.schemas import protocol`` and the rest keeps working. Enums, constants and
 exceptions are the core's own objects. The views are generated from the structs
-(``python -m oasst_compat._generate``); the structs stay the one source of truth.
+(``python -m tools.generate_views`` in a source checkout); the structs stay the one source of truth.
 
 ``to_pydantic(struct)`` and ``from_pydantic(model)`` convert any message either way without a
 JSON round trip (attributes are read directly and validated once). ``parse_raw_as(tp, data)``
