@@ -148,11 +148,8 @@ def describe(exc: BaseException, data: Any, type_name: str) -> DecodeProblem:
 
 
 def type_name(tp: Any) -> str:
-    """A readable name for a struct class or one of the unions (``inference.WorkerResponse``)."""
-    from oasst_shared.schemas import inference, protocol  # not at import: schemas import this module
+    """A readable name for a struct class or one of the unions (``inference.WorkerResponse``):
+    the message registry's display name."""
+    from oasst_shared.schemas._registry import display_name  # not at import: schemas import this module
 
-    for module in (inference, protocol):
-        for name in ("WorkerRequest", "WorkerResponse", "AnyTask", "AnyInteraction"):
-            if getattr(module, name, None) == tp:
-                return f"{module.__name__.rsplit('.', 1)[-1]}.{name}"
-    return getattr(tp, "__name__", None) or repr(tp)
+    return display_name(tp)

@@ -43,7 +43,7 @@ class CliError(Exception):
 
 
 def _resolve(name: str) -> Any:
-    from oasst_shared.schemas.json_schema import UnknownMessageTypeError, resolve_message_type
+    from oasst_shared.schemas._registry import UnknownMessageTypeError, resolve_message_type
 
     try:
         return resolve_message_type(name)
@@ -176,7 +176,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_types(args: argparse.Namespace) -> int:
-    from oasst_shared.schemas.json_schema import message_types
+    from oasst_shared.schemas._registry import message_types
 
     sys.stdout.write("".join(f"{name}\n" for name in message_types()))
     return 0

@@ -28,7 +28,7 @@ from typing import IO, Any, Final
 import msgspec
 
 from oasst_shared._decode_errors import DECODE_ERRORS, describe
-from oasst_shared.schemas.json_schema import UnknownMessageTypeError, is_union, message_type_name
+from oasst_shared.schemas._registry import UnknownMessageTypeError, is_union, message_type_name, union_tags
 
 __all__ = [
     "CHUNK_SIZE",
@@ -256,22 +256,14 @@ class MessageValidator:
         self._on_invalid(InvalidMessage(lineno, label, path, " ".join(message.split())))
 
     def _setup_tag_probe(self) -> None:
-        if not is_union(self._type):
+        tags = union_tags(self._type)
+        if tags is None:  # not a union, or its members are untagged or tagged on different fields
             return
-        members = typing.get_args(self._type)
-        infos = [msgspec.inspect.type_info(m) for m in members]
-        tag_fields = {
-            info.tag_field if isinstance(info, msgspec.inspect.StructType) else None for info in infos
-        }
-        tag_field = tag_fields.pop()
-        if tag_fields or tag_field is None:  # members tagged on different fields, or untagged
-            return
+        tag_field, members = tags
         probe = msgspec.defstruct("_TagProbe", [(tag_field, Any, None)])
         self._tag_probe = msgspec.json.Decoder(probe)
         self._tag_field = tag_field
-        for member, info in zip(members, infos, strict=True):
-            if isinstance(info, msgspec.inspect.StructType):
-                self._tag_labels[info.tag] = member.__name__
+        self._tag_labels = {tag: member.__name__ for tag, member in members.items()}
 
     def _label_of_invalid(self, line: bytes) -> str:
         """The type an invalid message claims to be: its tag's member for a union."""
@@ -290,7 +282,7 @@ def _type_name(message_type: Any) -> str:
     if is_union(message_type):
         try:
             return message_type_name(message_type).rpartition(".")[2]
-        except UnknownMessageTypeError:
+        except UnknownMessageTypeError:  # not a registered union: named by its members
             return " | ".join(m.__name__ for m in typing.get_args(message_type))
     return str(message_type.__name__)
 

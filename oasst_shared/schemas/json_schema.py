@@ -13,7 +13,8 @@ has the reference's property names and required set:
 * **Empty ``required``.** msgspec writes ``"required": []``; it is dropped, as in the
   reference (OpenAPI 3.0 tools reject an empty list).
 
-Documented deviations from the reference (``SCHEMA_DEVIATIONS``, checked by the tests):
+Documented deviations from the reference (``SCHEMA_DEVIATIONS``, derived from the registry's
+``KNOWN_DIFFERENCES``, checked by the tests):
 
 * The abstract bases ``protocol.Task``, ``protocol.AbstractRatingTask``,
   ``protocol.AbstractLabelTask`` and ``protocol.Interaction`` declare a required ``type: str``
@@ -25,25 +26,35 @@ Documented deviations from the reference (``SCHEMA_DEVIATIONS``, checked by the 
 * ``inference.WorkerResponse`` includes ``GeneralErrorResponse``, which the reference defined
   but left out of its union.
 
-The message types are those of ``protocol``, ``inference`` and ``model_configs``: every struct
-class defined there and the four unions (``protocol.AnyTask``, ``protocol.AnyInteraction``,
-``inference.WorkerRequest``, ``inference.WorkerResponse``). ``message_types()`` lists them by
-dotted name, ``resolve_message_type()`` looks one up. Nothing here prints or logs.
+The message types are those of the registry (``schemas._registry``): every struct class of
+``protocol``, ``inference`` and ``model_configs`` and the four unions (``protocol.AnyTask``,
+``protocol.AnyInteraction``, ``inference.WorkerRequest``, ``inference.WorkerResponse``).
+``message_types()`` lists them by dotted name, ``resolve_message_type()`` looks one up (both
+re-exported from the registry).
+Nothing here prints or logs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import types as _types
 import typing
 from collections.abc import Iterable, Mapping
-from functools import cache
-from typing import Any, Final, Union
+from typing import Any, Final
 
 import msgspec
 from msgspec import inspect as mi
+
+from oasst_shared.schemas._registry import (
+    KNOWN_DIFFERENCES,
+    Difference,
+    UnknownMessageTypeError,
+    is_union,
+    message_type_name,
+    message_types,
+    resolve_message_type,
+)
 
 __all__ = [
     "DEFS_REF_TEMPLATE",
@@ -65,16 +76,11 @@ __all__ = [
 DEFS_REF_TEMPLATE: Final = "#/$defs/{name}"
 OPENAPI_REF_TEMPLATE: Final = "#/components/schemas/{name}"
 
-# The modules whose messages are exported, by their short name (the first part of a dotted name).
-_MODULES: Final = {
-    "protocol": "oasst_shared.schemas.protocol",
-    "inference": "oasst_shared.schemas.inference",
-    "model_configs": "oasst_shared.model_configs",
+# Abstract bases whose reference schema has a required tag field (see the module docstring), by
+# dotted name; their subclasses without a tag of their own inherit the rule.
+_ABSTRACT_TAGGED_BASES: Final = {
+    d.model: d.name for d in KNOWN_DIFFERENCES if d.kind is Difference.TAG_NOT_A_FIELD
 }
-
-# Abstract bases whose reference schema has a required ``type: str`` (see the module docstring),
-# by dotted name; their subclasses without a tag of their own inherit the rule.
-_ABSTRACT_TAGGED_BASES: Final = {"protocol.Task": "type", "protocol.Interaction": "type"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,87 +94,20 @@ class SchemaDeviation:
     """Required in the reference's schema, optional (or absent) in ours."""
 
 
-_ABSTRACT_BASE = SchemaDeviation(
-    reason="abstract base, never sent on its own: `type` is a class attribute here, not a field",
-    required_in_reference_only=frozenset({"type"}),
-)
-
-SCHEMA_DEVIATIONS: Final[Mapping[str, SchemaDeviation]] = {
-    "protocol.Task": _ABSTRACT_BASE,
-    "protocol.AbstractRatingTask": _ABSTRACT_BASE,
-    "protocol.AbstractLabelTask": _ABSTRACT_BASE,
-    "protocol.Interaction": _ABSTRACT_BASE,
-    "inference.WorkRequest": SchemaDeviation(
-        reason="the reference's default factory WorkParameters() always failed: required in practice",
-        required_here_only=frozenset({"parameters"}),
-    ),
-}
-"""Per dotted message name, the known differences of its required set from the reference's."""
+def _schema_deviations() -> dict[str, SchemaDeviation]:
+    """The registry's known differences that change a schema's required set, per message."""
+    found: dict[str, SchemaDeviation] = {}
+    for d in KNOWN_DIFFERENCES:
+        if d.kind is Difference.TAG_NOT_A_FIELD:
+            found[d.model] = SchemaDeviation(d.reason, required_in_reference_only=frozenset({d.name}))
+        elif d.kind is Difference.REQUIRED_HERE:
+            found[d.model] = SchemaDeviation(d.reason, required_here_only=frozenset({d.name}))
+    return found
 
 
-class UnknownMessageTypeError(LookupError):
-    """A name that is not one of ``message_types()``; the message suggests close matches."""
-
-
-# ---------------------------------------------------------------------------------- registry
-
-
-def is_union(tp: Any) -> bool:
-    """True for a ``Union[...]`` (or ``X | Y``) type."""
-    return typing.get_origin(tp) in (Union, _types.UnionType)
-
-
-def _is_struct_class(obj: Any) -> bool:
-    return isinstance(obj, type) and issubclass(obj, msgspec.Struct)
-
-
-@cache
-def message_types() -> Mapping[str, Any]:
-    """Every exported message type by dotted name (``"inference.TokenResponse"``), in module order.
-
-    The struct classes each module defines (not those it imports) and its module-level unions
-    of struct classes (``protocol.AnyTask`` ...).
-    """
-    import importlib
-
-    found: dict[str, Any] = {}
-    for short, module_name in _MODULES.items():
-        module = importlib.import_module(module_name)
-        for attr, value in vars(module).items():
-            if attr.startswith("_"):
-                continue
-            defined_here = _is_struct_class(value) and value.__module__ == module_name
-            union_of_structs = is_union(value) and all(map(_is_struct_class, typing.get_args(value)))
-            if defined_here or union_of_structs:
-                found[f"{short}.{attr}"] = value
-    return _types.MappingProxyType(found)
-
-
-def resolve_message_type(name: str) -> Any:
-    """The message type called ``name``: ``module.Name``, or a bare ``Name`` defined in one module.
-
-    Raises ``UnknownMessageTypeError`` (with close matches, if any) for any other name.
-    """
-    registry = message_types()
-    if name in registry:
-        return registry[name]
-    if "." not in name:
-        matches = [full for full in registry if full.rpartition(".")[2] == name]
-        if len(matches) == 1:
-            return registry[matches[0]]
-        if matches:
-            raise UnknownMessageTypeError(f"ambiguous message type {name!r}: one of {', '.join(matches)}")
-    close = difflib.get_close_matches(name, list(registry), n=3, cutoff=0.6)
-    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-    raise UnknownMessageTypeError(f"unknown message type {name!r}{hint}")
-
-
-def message_type_name(tp: Any) -> str:
-    """The dotted name of an exported message type (inverse of ``resolve_message_type``)."""
-    for name, candidate in message_types().items():
-        if candidate is tp or (is_union(tp) and candidate == tp):
-            return name
-    raise UnknownMessageTypeError(f"not an exported message type: {tp!r}")
+SCHEMA_DEVIATIONS: Final[Mapping[str, SchemaDeviation]] = _types.MappingProxyType(_schema_deviations())
+"""Per dotted message name, the known differences of its required set from the reference's
+(derived from ``schemas._registry.KNOWN_DIFFERENCES``)."""
 
 
 # ------------------------------------------------------------------------- component naming
