@@ -1,8 +1,10 @@
-"""The generated view modules are current, say how to regenerate them, and the generator
-refuses what it cannot mirror faithfully instead of writing something wrong."""
+"""The generated view modules are current (``python -m tools.generate_views --check``), say how
+to regenerate them, are laid out by ruff, and the generator refuses what it cannot mirror
+faithfully instead of writing something wrong."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import types
 from collections.abc import Iterator
@@ -12,15 +14,20 @@ import pytest
 
 from oasst_shared.schemas.base import OasstStruct
 from tools import generate_views as _generate
+from tools._output import REPO_ROOT, GenerateError, ruff_format
 
 
-def test_generated_modules_are_fresh() -> None:
-    stale = [
-        str(path.relative_to(_generate.COMPAT_ROOT))
-        for path, source in _generate.generate().items()
-        if not path.exists() or path.read_text(encoding="utf-8") != source
-    ]
-    assert not stale, f"stale generated modules {stale}: run `make compat` (python -m tools.generate_views)"
+def test_committed_modules_are_fresh() -> None:
+    """What `make compat` runs, in --check mode: it names each stale module and the fix."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.generate_views", "--check"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
 
 
 def test_generated_modules_say_so_and_how_to_regenerate() -> None:
@@ -30,16 +37,64 @@ def test_generated_modules_say_so_and_how_to_regenerate() -> None:
         assert "do not edit" in head[0] and "make compat" in head[1], path
 
 
-def test_check_mode_and_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_mode_names_what_is_stale_and_writing_repairs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     committed_root = _generate.COMPAT_ROOT
     monkeypatch.setattr(_generate, "COMPAT_ROOT", tmp_path)
-    assert _generate.main(["--check"]) == 1  # nothing there yet: stale
-    assert not any(tmp_path.rglob("*.py")), "--check must not write"
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "protocol.py").write_text("# an old version\n", encoding="utf-8")
+
+    assert _generate.main(["--check"]) == 1
+    report = capsys.readouterr().err.splitlines()
+    assert sorted(report) == [
+        f"missing: {tmp_path / 'model_configs.py'} is not what `python -m tools.generate_views` "
+        "generates; run `make compat`",
+        f"missing: {tmp_path / 'schemas' / 'inference.py'} is not what `python -m tools.generate_views` "
+        "generates; run `make compat`",
+        f"stale: {tmp_path / 'schemas' / 'protocol.py'} is not what `python -m tools.generate_views` "
+        "generates; run `make compat`",
+    ]
+    assert [p.name for p in tmp_path.rglob("*.py")] == ["protocol.py"], "--check must not write"
+    assert (tmp_path / "schemas" / "protocol.py").read_text(encoding="utf-8") == "# an old version\n"
+
     assert _generate.main([]) == 0
+    assert len(capsys.readouterr().err.splitlines()) == 3  # one "regenerated:" line each
     assert _generate.main(["--check"]) == 0
+    assert capsys.readouterr().err == ""
     for module, relative in _generate.MODULES.items():
         written = (tmp_path / relative).read_text(encoding="utf-8")
         assert written == (committed_root / relative).read_text(encoding="utf-8"), module
+
+
+# ------------------------------------------------------------- ruff formats what is generated
+
+
+def test_ruff_sorts_imports_and_all_and_wraps_long_lines() -> None:
+    """The generators leave layout to ruff: imports, ``__all__`` order, line length."""
+    field = "    " + ", ".join(f"argument_number_{i}=1" for i in range(8))
+    source = (
+        "import sys\nfrom pydantic import Field\nimport os\nfrom oasst_compat._base import OasstModel\n"
+        "from pydantic import BaseModel\n"
+        '__all__ = ["b_name", "CONSTANT", "Class"]\n'
+        f"x = Field({field.strip()})\n"
+    )
+    formatted = ruff_format(source, "compat/oasst_compat/schemas/example.py")
+    assert formatted == (
+        "import os\nimport sys\n\nfrom pydantic import BaseModel, Field\n\n"
+        "from oasst_compat._base import OasstModel\n\n"
+        '__all__ = ["CONSTANT", "Class", "b_name"]\n'
+        "x = Field(\n"
+        "    argument_number_0=1,\n    argument_number_1=1,\n    argument_number_2=1,\n"
+        "    argument_number_3=1,\n    argument_number_4=1,\n    argument_number_5=1,\n"
+        "    argument_number_6=1,\n    argument_number_7=1,\n"
+        ")\n"
+    )
+
+
+def test_ruff_failure_is_an_error_naming_the_file() -> None:
+    with pytest.raises(GenerateError, match=r"ruff format failed on the generated compat/x\.py"):
+        ruff_format("def broken(:\n", "compat/x.py")
 
 
 # ---------------------------------------------------------------------------- refusals

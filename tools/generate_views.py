@@ -19,18 +19,17 @@ own are:
   struct returns the view;
 * a default factory returning a struct returns the view of what it returns.
 
-Generated sources are formatted as ``ruff format`` would, so committing them keeps the lint
-clean; ``tests/test_compat_generate.py`` fails when they are stale.
+The rendered text goes through ruff (import sorting, ``__all__`` order, ``ruff format``; see
+``tools._output``), so committing it keeps the lint clean; ``tests/test_compat_generate.py``
+fails when a committed module is stale.
 """
 
 from __future__ import annotations
 
-import argparse
 import enum
 import importlib
 import inspect
 import json
-import sys
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ import msgspec.inspect as mi
 from pydantic import BaseModel
 
 from oasst_shared.schemas.base import OasstStruct
+from tools._output import ruff_format, run
 
 __all__ = ["COMPAT_ROOT", "MODULES", "generate", "generate_module", "main"]
 
@@ -56,7 +56,6 @@ MODULES: dict[str, str] = {
 }
 """Struct module -> generated view module (path relative to ``COMPAT_ROOT``)."""
 
-LINE_LENGTH = 110
 INDENT = "    "
 
 # Field names pydantic reserves on models: the view uses `<name>_` with the wire name as alias.
@@ -80,7 +79,7 @@ def view_module_name(core_module: str) -> str:
 
 @dataclass
 class _Imports:
-    """The imports a generated module needs, rendered in ruff's isort order."""
+    """The imports a generated module needs."""
 
     names: dict[str, set[str]] = field(default_factory=dict)  # module -> names (from-imports)
     modules: dict[str, str] = field(default_factory=dict)  # module -> alias (import x as y)
@@ -94,54 +93,12 @@ class _Imports:
         return alias
 
     def render(self) -> list[str]:
-        stdlib = {"datetime", "typing", "uuid", "enum", "collections.abc", "__future__"}
-        sections: dict[int, list[tuple[int, str, list[str]]]] = {}
-        for module, names in self.names.items():
-            section = self._section(module, stdlib)
-            sections.setdefault(section, []).append((1, module, self._from_import(module, names)))
-        for module, alias in self.modules.items():
-            section = self._section(module, stdlib)
-            sections.setdefault(section, []).append((0, module, [f"import {module} as {alias}"]))
-        lines: list[str] = []
-        for section in sorted(sections):
-            if lines:
-                lines.append("")
-            for _kind, _module, text in sorted(sections[section], key=lambda e: (e[0], e[1])):
-                lines.extend(text)
+        """One statement per module; ruff sorts, merges and wraps them (see ``generate_module``)."""
+        lines = [f"import {module} as {alias}" for module, alias in sorted(self.modules.items())]
+        lines += [
+            f"from {module} import {', '.join(sorted(names))}" for module, names in sorted(self.names.items())
+        ]
         return lines
-
-    @staticmethod
-    def _section(module: str, stdlib: set[str]) -> int:
-        top = module.partition(".")[0]
-        if module == "__future__":
-            return 0
-        if module in stdlib or top in stdlib:
-            return 1
-        if top in {"oasst_shared", "oasst_compat"}:
-            return 3
-        return 2
-
-    @staticmethod
-    def _from_import(module: str, names: set[str]) -> list[str]:
-        ordered = sorted(names, key=_isort_member_key)
-        one_line = f"from {module} import {', '.join(ordered)}"
-        if len(one_line) <= LINE_LENGTH:
-            return [one_line]
-        return [f"from {module} import (", *(f"{INDENT}{name}," for name in ordered), ")"]
-
-
-def _isort_member_key(name: str) -> tuple[int, str]:
-    """ruff's isort ``order-by-type``: CONSTANTS, then Classes, then the rest."""
-    if name.isupper() and len(name) > 1:
-        return (0, name)
-    if name[0].isupper():
-        return (1, name)
-    return (2, name)
-
-
-def _all_sort_key(name: str) -> tuple[int, str]:
-    """ruff's RUF022 "isort-style" order for ``__all__``."""
-    return _isort_member_key(name)
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -316,16 +273,7 @@ class _ModuleWriter:
         head = f"{INDENT}{name}: {annotation}"
         if default is None:
             return head
-        line = f"{head} = {default}"
-        if len(line) <= LINE_LENGTH:
-            return line
-        if not default.startswith("Field("):
-            raise NotImplementedError(f"{owner.__name__}.{name}: line too long")
-        inner = default[len("Field(") : -1]
-        body = f"{INDENT * 2}{inner}"
-        if len(body) <= LINE_LENGTH:
-            return f"{head} = Field(\n{body}\n{INDENT})"
-        return f"{head} = Field(\n" + "".join(f"{INDENT * 2}{a},\n" for a in args) + f"{INDENT})"
+        return f"{head} = {default}"
 
     # ----------------------------------------------------------------------------- classes
 
@@ -587,7 +535,7 @@ class _ModuleWriter:
                 self.imports.add(self.core.__name__, name)
             self.exported.append(name)
 
-        exported = sorted(set(self.exported), key=_all_sort_key)
+        exported = sorted(set(self.exported))  # ruff puts them in its isort-style order (RUF022)
         out = [
             f"# Generated by `python -m tools.generate_views` from {self.core.__name__}: do not edit.",
             "# Regenerate with `make compat` after changing the structs.",
@@ -615,7 +563,8 @@ class _ModuleWriter:
 
 def generate_module(core_module: str) -> str:
     """The source of the view module of ``core_module`` (e.g. ``oasst_shared.schemas.protocol``)."""
-    return _ModuleWriter(importlib.import_module(core_module)).render()
+    source = _ModuleWriter(importlib.import_module(core_module)).render()
+    return ruff_format(source, f"compat/oasst_compat/{MODULES[core_module]}")
 
 
 def generate() -> dict[Path, str]:
@@ -624,24 +573,14 @@ def generate() -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.generate_views", description=__doc__.split("\n")[0]
+    """Write the stale view modules; with ``--check`` only report them (exit status 1)."""
+    return run(
+        argv,
+        prog="python -m tools.generate_views",
+        description=__doc__.split("\n")[0],
+        generate=generate,
+        fix="make compat",
     )
-    parser.add_argument("--check", action="store_true", help="only report stale modules (exit status 1)")
-    args = parser.parse_args(argv)
-    stale: list[Path] = []
-    for path, source in generate().items():
-        current = path.read_text(encoding="utf-8") if path.exists() else None
-        if current == source:
-            continue
-        stale.append(path)
-        if not args.check:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(source, encoding="utf-8")
-    verb = "stale" if args.check else "regenerated"
-    for path in stale:
-        sys.stderr.write(f"{verb}: {path}\n")
-    return 1 if args.check and stale else 0
 
 
 if __name__ == "__main__":
