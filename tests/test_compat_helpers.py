@@ -16,6 +16,7 @@ from oasst_compat.schemas import inference as view_inference
 from oasst_compat.schemas import protocol as view_protocol
 from oasst_shared import model_configs
 from oasst_shared.schemas import inference, protocol
+from oasst_shared.schemas._registry import ABSTRACT_BASES, message_types, struct_types, unions
 from oasst_shared.schemas.base import OasstStruct
 
 # spec module name -> (struct module, view module)
@@ -26,32 +27,18 @@ MODULE_PAIRS: dict[str, tuple[ModuleType, ModuleType]] = {
 }
 
 UNIONS: dict[str, tuple[Any, Any]] = {
-    "protocol.AnyTask": (protocol.AnyTask, view_protocol.AnyTask),
-    "protocol.AnyInteraction": (protocol.AnyInteraction, view_protocol.AnyInteraction),
-    "inference.WorkerRequest": (inference.WorkerRequest, view_inference.WorkerRequest),
-    "inference.WorkerResponse": (inference.WorkerResponse, view_inference.WorkerResponse),
+    name: (union, getattr(MODULE_PAIRS[name.partition(".")[0]][1], name.partition(".")[2]))
+    for name, union in unions().items()
 }
 
 # Abstract bases: never sent alone. The views declare the reference's required `type: str` on
 # them, which the struct bases (a ClassVar, set by each tagged subclass) cannot provide.
-ABSTRACT_WITH_TYPE = frozenset(
-    {protocol.Task, protocol.AbstractRatingTask, protocol.AbstractLabelTask, protocol.Interaction}
-)
+ABSTRACT_WITH_TYPE = frozenset(message_types()[name] for name in ABSTRACT_BASES)
 
 
 def struct_classes() -> list[type[OasstStruct]]:
     """Every public struct class of the three struct modules, in definition order."""
-    found: list[type[OasstStruct]] = []
-    for struct_module, _view_module in MODULE_PAIRS.values():
-        for name, value in vars(struct_module).items():
-            if (
-                isinstance(value, type)
-                and issubclass(value, OasstStruct)
-                and value.__module__ == struct_module.__name__
-                and not name.startswith("_")
-            ):
-                found.append(value)
-    return found
+    return [cls for cls in struct_types().values() if issubclass(cls, OasstStruct)]
 
 
 def view_of(struct_cls: type[OasstStruct]) -> Any:

@@ -5,8 +5,9 @@ required, default / default factory) and its JSON Schema. For each model the vie
 same name must have the same wire fields (by alias), the same required set, the same defaults,
 the same base classes, and a ``model_json_schema(by_alias=True)`` with the same property names,
 required set and property shapes (types, refs, enums, items; pydantic v2 spells nullable
-fields and refs differently, which the shape ignores). Anything that differs is listed in
-``DEVIATIONS`` with its reason; an entry that no longer matches a real difference fails too.
+fields and refs differently, which the shape ignores). Anything that differs must be
+one of the registry's ``KNOWN_DIFFERENCES`` the views share (``DEVIATIONS`` below is that list
+in this walk's terms); an entry that no longer matches a real difference fails too.
 """
 
 from __future__ import annotations
@@ -21,28 +22,24 @@ from pydantic.fields import FieldInfo
 from oasst_compat import OasstModel
 from oasst_compat.model_configs import MODEL_CONFIGS
 from oasst_compat.schemas import inference as view_inference
+from oasst_shared.schemas._registry import KNOWN_DIFFERENCES, Difference, extra_union_members
 from tests.test_compat_helpers import MODULE_PAIRS, UNIONS
 
-_REQUIRED_PARAMETERS = (
-    "the reference's default factory WorkParameters() always fails (model_config is required), "
-    "so the field is required in practice (spec validation_rules); the struct requires it too"
-)
-_STATS_NAME = (
-    "the struct types `name` as str and upgrades known names to CachedStatsName in "
-    "__post_init__ (msgspec cannot decode `CachedStatsName | str`); the view mirrors it"
-)
-_NO_MIXIN = (
-    "the struct declares `hint` itself instead of subclassing WithHintMixin (msgspec cannot "
-    "inherit fields from two struct bases); the view mirrors the struct's bases"
-)
+# The view walk's names for each kind of known difference (the registry's KNOWN_DIFFERENCES that
+# the views share); an extra union member is checked by the union test.
+_ASPECTS: dict[Difference, tuple[str, ...]] = {
+    Difference.REQUIRED_HERE: ("required", "default"),
+    Difference.WIRE_TYPE: ("shape",),
+    Difference.MISSING_BASE: ("base",),
+    Difference.EXTRA_UNION_MEMBER: (),
+}
 
 # (module.Model, field or base, aspect) -> why the view differs from the reference.
 DEVIATIONS: dict[tuple[str, str, str], str] = {
-    ("inference.WorkRequest", "parameters", "required"): _REQUIRED_PARAMETERS,
-    ("inference.WorkRequest", "parameters", "default"): _REQUIRED_PARAMETERS,
-    ("protocol.CachedStatsResponse", "name", "shape"): _STATS_NAME,
-    ("protocol.InitialPromptTask", "WithHintMixin", "base"): _NO_MIXIN,
-    ("protocol.PrompterReplyTask", "WithHintMixin", "base"): _NO_MIXIN,
+    (d.model, d.name, aspect): d.reason
+    for d in KNOWN_DIFFERENCES
+    if d.in_views
+    for aspect in _ASPECTS[d.kind]
 }
 
 _seen_deviations: set[tuple[str, str, str]] = set()
@@ -270,7 +267,7 @@ def test_unions_members_and_discriminators(ref_models: Any) -> None:
         # the reference's members, plus GeneralErrorResponse which it defined but left out
         extra = set(refs) - set(members)
         assert set(members) <= set(refs)
-        assert extra == ({"GeneralErrorResponse"} if key == "inference.WorkerResponse" else set())
+        assert extra == extra_union_members(key)
         tag_field = schema["discriminator"]["propertyName"]
         assert {cls.__struct_config__.tag_field for cls in struct_union.__args__} == {tag_field}
         if "discriminator" in spec_name:  # "inference.WorkerRequest (discriminator request_type)"

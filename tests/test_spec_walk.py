@@ -3,13 +3,15 @@
 The reference (``oasst-reference-models.json``) lists per model its bases and its fields with
 type, required, default / default factory and JSON Schema. A struct's wire fields are its
 msgspec fields plus, for a tagged struct, the tag field (not required, default = the tag).
-Anything that differs must be listed, with the reason, in ``DEVIATIONS`` below; an entry that
-no longer matches a real difference fails too, so the table cannot go stale.
+Anything that differs must be one of the registry's ``KNOWN_DIFFERENCES`` (``DEVIATIONS`` below
+is that list in the walk's terms); an entry that no longer matches a real difference fails too,
+so the list cannot go stale.
 """
 
 from __future__ import annotations
 
 import enum
+import importlib
 import json
 import typing
 from collections.abc import Callable
@@ -23,47 +25,34 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
-from oasst_shared import model_configs
 from oasst_shared.exceptions.error_codes import OasstErrorCode
 from oasst_shared.schemas import inference, protocol
-from oasst_shared.schemas.base import OasstStruct
+from oasst_shared.schemas._registry import (
+    KNOWN_DIFFERENCES,
+    MESSAGE_MODULES,
+    Difference,
+    struct_types,
+    unions,
+)
 
 MODULES: dict[str, ModuleType] = {
-    "protocol": protocol,
-    "inference": inference,
-    "model_configs": model_configs,
+    short: importlib.import_module(name) for short, name in MESSAGE_MODULES.items()
 }
 
-_ABSTRACT_TAG = (
-    "abstract base, never sent on its own: it declares `type: ClassVar[str]` and each concrete "
-    "subclass sets the tag (reference: a required `type: str` field)"
-)
-_NO_MIXIN = (
-    "msgspec cannot inherit fields from two struct bases: the task declares `hint` itself "
-    "instead of subclassing WithHintMixin (same field, same default)"
-)
+# The walk's name for each kind of known difference (the registry's KNOWN_DIFFERENCES). Aspects:
+# missing / extra (wire field), required, default, type, base, union.
+_ASPECT: dict[Difference, str] = {
+    Difference.TAG_NOT_A_FIELD: "missing",
+    Difference.REQUIRED_HERE: "required",
+    Difference.WIRE_TYPE: "type",
+    Difference.MISSING_BASE: "base",
+    Difference.EXTRA_UNION_MEMBER: "union",
+}
 
 # (module.Model, field or base name, aspect) -> why we differ from the reference. Nothing else
-# may differ. Aspects: missing / extra (wire field), required, default, type, base, union.
+# may differ.
 DEVIATIONS: dict[tuple[str, str, str], str] = {
-    ("protocol.Task", "type", "missing"): _ABSTRACT_TAG,
-    ("protocol.AbstractRatingTask", "type", "missing"): _ABSTRACT_TAG,
-    ("protocol.AbstractLabelTask", "type", "missing"): _ABSTRACT_TAG,
-    ("protocol.Interaction", "type", "missing"): _ABSTRACT_TAG,
-    ("inference.WorkRequest", "parameters", "required"): (
-        "the reference's default factory WorkParameters() always fails (model_config is "
-        "required), so the field is required in practice (spec validation_rules)"
-    ),
-    ("protocol.CachedStatsResponse", "name", "type"): (
-        "msgspec cannot decode `CachedStatsName | str` (two string kinds): the field is a str "
-        "on the wire and __post_init__ upgrades known names to CachedStatsName"
-    ),
-    ("protocol.InitialPromptTask", "WithHintMixin", "base"): _NO_MIXIN,
-    ("protocol.PrompterReplyTask", "WithHintMixin", "base"): _NO_MIXIN,
-    ("inference.WorkerResponse", "GeneralErrorResponse", "union"): (
-        "the reference defines GeneralErrorResponse but left it out of its union (spec "
-        "validation_rules); a worker sending one must be decodable"
-    ),
+    (d.model, d.name, _ASPECT[d.kind]): d.reason for d in KNOWN_DIFFERENCES
 }
 
 # Constraints we enforce that the reference's JSON Schema does not show, because the reference
@@ -71,14 +60,6 @@ DEVIATIONS: dict[tuple[str, str, str], str] = {
 VALIDATOR_CONSTRAINTS: dict[tuple[str, str], str] = {
     ("inference.SafetyParameters", "level"): "inference.SafetyParameters.level",
 }
-
-
-def _struct_classes(module: ModuleType) -> dict[str, type[OasstStruct]]:
-    return {
-        name: obj
-        for name, obj in vars(module).items()
-        if isinstance(obj, type) and issubclass(obj, OasstStruct) and obj.__module__ == module.__name__
-    }
 
 
 def _enum_classes(module: ModuleType) -> dict[str, type[enum.Enum]]:
@@ -89,7 +70,7 @@ def _enum_classes(module: ModuleType) -> dict[str, type[enum.Enum]]:
     }
 
 
-ALL_MODELS = [(mod, name) for mod, module in MODULES.items() for name in _struct_classes(module)]
+ALL_MODELS = [(mod, name) for mod, _, name in (dotted.partition(".") for dotted in struct_types())]
 
 
 # ------------------------------------------------------------------------------ normalising
@@ -381,8 +362,9 @@ def _undocumented(diffs: list[Diff]) -> list[str]:
 
 
 def test_every_reference_model_exists_and_no_other(ref_models: Any) -> None:
-    for mod, module in MODULES.items():
-        assert set(_struct_classes(module)) == set(ref_models["modules"][mod]["models"]), mod
+    for mod in MODULES:
+        ours = {name for module, name in ALL_MODELS if module == mod}
+        assert ours == set(ref_models["modules"][mod]["models"]), mod
     assert len(ref_models["modules"]["protocol"]["models"]) == 54
     assert len(ref_models["modules"]["inference"]["models"]) == 40
     assert len(ref_models["modules"]["model_configs"]["models"]) == 1
@@ -509,7 +491,7 @@ def union_diffs(spec: Any) -> list[Diff]:
     for key, members in spec["unions"].items():
         mod, name, tag_field = _parse_union_key(key)
         where = f"{mod}.{name}"
-        ours = {cls.__name__: cls for cls in typing.get_args(getattr(MODULES[mod], name))}
+        ours = {cls.__name__: cls for cls in typing.get_args(unions()[where])}
         for missing in set(members) - set(ours):
             diffs.append(Diff((where, missing, "union"), "member missing"))
         for extra in set(ours) - set(members):
