@@ -1,9 +1,10 @@
 """The ``oasst-shared`` command line (also ``python -m oasst_shared``).
 
 ``validate`` checks captured JSON / NDJSON messages against a message type, ``schema`` exports
-JSON Schema or OpenAPI components, ``types`` lists the message type names, ``bench`` runs the
-benchmark report of a source checkout. Exit status: 0 success (all messages valid), 1 invalid
-messages, 2 usage errors (unknown type, unreadable file, bad option, bench unavailable).
+JSON Schema or OpenAPI components, ``types`` lists the message type names. Exit status: 0
+success (all messages valid), 1 invalid messages, 2 usage errors (unknown type, unreadable
+file, bad option). The benchmark suite is not part of the installed package: in a source
+checkout it is ``make bench`` (``python -m benchmarks.report``).
 
 Heavy modules (the schemas, msgspec) are imported by the command that needs them, so that
 ``--help`` answers at once.
@@ -16,7 +17,6 @@ import os
 import stat
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from oasst_shared import __version__
@@ -182,33 +182,6 @@ def _cmd_types(args: argparse.Namespace) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------ bench
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    import importlib
-
-    root = Path(__file__).resolve().parent.parent.parent
-    report = root / "benchmarks" / "report.py"
-    if not report.is_file():
-        raise CliError(
-            "the benchmark suite is not available: `bench` runs benchmarks/ of a source checkout "
-            "(clone the repository, then `make bench` or `.venv/bin/oasst-shared bench`)"
-        )
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    try:
-        module = importlib.import_module("benchmarks.report")
-    except ImportError as exc:
-        raise CliError(
-            f"cannot load the benchmark suite ({exc}); install the dev extras: `make install`"
-        ) from None
-    if Path(getattr(module, "__file__", "") or "").resolve() != report.resolve():
-        raise CliError(f"`benchmarks.report` resolves to {module.__file__}, not to {report}")
-    argv = (["--quick"] if args.quick else []) + (["--json", args.json] if args.json else [])
-    return int(module.main([*argv, *args.extra]))
-
-
 # ----------------------------------------------------------------------------------- parser
 
 _MAIN_EPILOG = f"""\
@@ -217,9 +190,10 @@ examples:
   {PROG} schema inference.TokenResponse
   {PROG} schema --openapi > components.json
   {PROG} types
-  {PROG} bench --quick
 
 exit status: 0 success, 1 invalid messages, 2 usage error
+
+The benchmarks are not installed with the package: in a source checkout, run `make bench`.
 """
 
 _VALIDATE_EPILOG = f"""\
@@ -267,23 +241,13 @@ examples:
   {PROG} types | grep Response
 """
 
-_BENCH_EPILOG = f"""\
-Runs benchmarks.report from a source checkout (the benchmark suite is not installed with the
-package): ratios against the Pydantic views and the orjson floor, measured in one run. Other
-options are passed on to it (`python -m benchmarks.report --help` lists them).
-
-examples:
-  {PROG} bench --quick
-  {PROG} bench --json results.json
-"""
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``oasst-shared`` and its commands."""
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Open-Assistant shared messages: validate captures, export schemas, benchmark.",
+        description="Open-Assistant shared messages: validate captures, export schemas.",
         epilog=_MAIN_EPILOG,
         formatter_class=formatter,
     )
@@ -332,26 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     types.set_defaults(handler=_cmd_types)
 
-    bench = commands.add_parser(
-        "bench",
-        help="run the benchmark report (source checkout only)",
-        description="Run the benchmark report of a source checkout and print its table.",
-        epilog=_BENCH_EPILOG,
-        formatter_class=formatter,
-    )
-    bench.add_argument("--quick", action="store_true", help="fewer rounds: a fast, rougher table")
-    bench.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON to FILE")
-    bench.set_defaults(handler=_cmd_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and getattr(args, "handler", None) is not _cmd_bench:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.extra = extra
+    args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
