@@ -29,6 +29,7 @@ import types as _types
 import typing
 from collections.abc import Mapping
 from functools import cache
+from types import ModuleType
 from typing import Any, Final, Union
 
 import msgspec
@@ -41,6 +42,7 @@ __all__ = [
     "Difference",
     "KnownDifference",
     "UnknownMessageTypeError",
+    "defined_structs",
     "display_name",
     "extra_union_members",
     "is_union",
@@ -174,21 +176,30 @@ def _is_struct_class(obj: Any) -> bool:
     return isinstance(obj, type) and issubclass(obj, msgspec.Struct)
 
 
+def defined_structs(module: ModuleType) -> dict[str, type[msgspec.Struct]]:
+    """The public struct classes ``module`` defines (not those it imports), by name, in
+    definition order: which structs of a message module are messages."""
+    return {
+        attr: value
+        for attr, value in vars(module).items()
+        if not attr.startswith("_") and _is_struct_class(value) and value.__module__ == module.__name__
+    }
+
+
 @cache
 def message_types() -> Mapping[str, Any]:
     """Every message type by dotted name (``"inference.TokenResponse"``), in module order.
 
-    The struct classes each module of ``MESSAGE_MODULES`` defines (not those it imports) and the
+    The struct classes each module of ``MESSAGE_MODULES`` defines (``defined_structs``) and the
     unions of ``UNION_NAMES``, each where its module defines it.
     """
     found: dict[str, Any] = {}
     for short, module_name in MESSAGE_MODULES.items():
         module = importlib.import_module(module_name)
+        structs = defined_structs(module)
         for attr, value in vars(module).items():
-            if attr.startswith("_"):
-                continue
             name = f"{short}.{attr}"
-            if (_is_struct_class(value) and value.__module__ == module_name) or name in UNION_NAMES:
+            if attr in structs or name in UNION_NAMES:
                 found[name] = value
     missing = [name for name in (*UNION_NAMES, *ABSTRACT_BASES) if name not in found]
     if missing:  # pragma: no cover - only if a module drops a declared name
