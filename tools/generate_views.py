@@ -41,6 +41,7 @@ import msgspec
 import msgspec.inspect as mi
 from pydantic import BaseModel
 
+from oasst_shared.schemas import _registry as registry
 from oasst_shared.schemas.base import OasstStruct
 from tools._output import ruff_format, run
 
@@ -145,14 +146,7 @@ class _ModuleWriter:
         self.imports.add("oasst_compat._base", "OasstModel")
         self.exported: list[str] = []
         self.declared_literals: list[tuple[Any, ...]] = []  # of the field being rendered
-        self.structs = [
-            value
-            for name, value in vars(core).items()
-            if isinstance(value, type)
-            and issubclass(value, OasstStruct)
-            and value.__module__ == core.__name__
-            and not name.startswith("_")
-        ]
+        self.structs = list(registry.defined_structs(core).values())
 
     # ----------------------------------------------------------------------------- types
 
@@ -463,18 +457,16 @@ class _ModuleWriter:
 
     def unions(self) -> list[tuple[str, list[type], str]]:
         found: list[tuple[str, list[type], str]] = []
-        for name in self.core.__all__:
-            value = getattr(self.core, name)
-            if typing.get_origin(value) is not typing.Union:
+        for dotted, value in registry.unions().items():
+            short, _, name = dotted.partition(".")
+            if registry.MESSAGE_MODULES[short] != self.core.__name__:
                 continue
-            members = list(typing.get_args(value))
-            if not all(isinstance(m, type) and issubclass(m, OasstStruct) for m in members):
-                continue
-            tag_fields = {m.__struct_config__.tag_field for m in members}
-            if len(tag_fields) != 1 or None in tag_fields:
+            tags = registry.union_tags(value)
+            if tags is None:
                 raise NotImplementedError(f"{name}: union members must share one tag field")
-            found.append((name, members, str(tag_fields.pop())))
-        return found
+            found.append((name, list(typing.get_args(value)), tags[0]))
+        # in the order the module exports them
+        return sorted(found, key=lambda union: self.core.__all__.index(union[0]))
 
     def union_source(self, name: str, members: list[type], tag_field: str) -> list[str]:
         self.imports.add("typing", "Annotated")
