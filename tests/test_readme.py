@@ -8,8 +8,10 @@ point at the Markdown file's own lines.
 
 Services: a block that reads ``OASST_BACKEND_URL`` talks to the backend; it runs against prism
 serving the backend's OpenAPI document (``tests/backend_mock.py``), with ``OASST_BACKEND_URL`` and
-``OASST_API_KEY`` set for it. Async examples run themselves (``asyncio.run(main())`` at the end
-of the block, as a user's script would), so the test adds no event loop of its own.
+``OASST_API_KEY`` set for it. A block that reads ``OASST_REDIS_URL`` runs against a real
+``redis-server`` started for the module (``tests/redis_server.py``). Async examples run
+themselves (``asyncio.run(main())`` at the end of the block, as a user's script would), so the
+test adds no event loop of its own.
 
 A block that cannot run here must say so just above it with ``<!-- not-run: reason -->``; such
 blocks are only compiled, and there may be at most ``MAX_NOT_RUN`` of them. Other languages
@@ -28,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.backend_mock import PRISM_BIN, PRISM_MISSING_MESSAGE, MockServer, start_prism, stop_prism
+from tests.redis_server import running_redis
 from tests.specs import REPO_ROOT, specs_dir
 
 pytestmark = pytest.mark.timeout(180)
@@ -37,6 +40,7 @@ MAX_NOT_RUN = 0
 
 PYTHON_INFO = frozenset({"python", "py", "python3"})
 BACKEND_ENV = "OASST_BACKEND_URL"
+REDIS_ENV = "OASST_REDIS_URL"
 MOCK_API_KEY = "readme-test-key"
 
 _FENCE = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]*)")
@@ -67,6 +71,10 @@ class Block:
     @property
     def needs_backend(self) -> bool:
         return BACKEND_ENV in self.code
+
+    @property
+    def needs_redis(self) -> bool:
+        return REDIS_ENV in self.code
 
 
 def code_blocks(text: str, path: str) -> list[Block]:
@@ -153,11 +161,21 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockServer]:
     stop_prism(server)
 
 
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A real redis-server (``tests/redis_server.py``), or the external one ``OASST_REDIS_URL`` names."""
+    with running_redis() as server:
+        yield server.url
+
+
 @pytest.mark.parametrize("block", RUN, ids=[b.id for b in RUN])
 def test_block_runs(block: Block, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO_ROOT)
     monkeypatch.delenv(BACKEND_ENV, raising=False)
     monkeypatch.delenv("OASST_API_KEY", raising=False)
+    if block.needs_redis:  # resolved before REDIS_ENV is cleared: it may name an external Redis
+        url = request.getfixturevalue("redis_url")
+        monkeypatch.setenv(REDIS_ENV, url)
     if block.needs_backend:
         server: MockServer = request.getfixturevalue("backend")
         monkeypatch.setenv(BACKEND_ENV, server.url)
