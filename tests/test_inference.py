@@ -13,27 +13,9 @@ from uuid import UUID
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from oasst_shared import model_configs
 from oasst_shared.model_configs import MODEL_CONFIGS, ModelConfig
 from oasst_shared.schemas import inference
-from oasst_shared.schemas.base import OasstStruct
-from tests.strategies import check_round_trips, instances
-
-STRUCTS = sorted(
-    (
-        obj
-        for module in (inference, model_configs)
-        for obj in vars(module).values()
-        if isinstance(obj, type) and issubclass(obj, OasstStruct) and obj.__module__ == module.__name__
-    ),
-    key=lambda cls: cls.__name__,
-)
-UNIONS = {"WorkerRequest": inference.WorkerRequest, "WorkerResponse": inference.WorkerResponse}
-
-ROUND_TRIP = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 LOREM = MODEL_CONFIGS["_lorem"]
 
@@ -78,21 +60,7 @@ def work_request_doc(**changes: Any) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- round trips
 
 
-@pytest.mark.parametrize("cls", STRUCTS, ids=lambda cls: cls.__name__)
-@ROUND_TRIP
-@given(data=st.data())
-def test_struct_round_trips(cls: type[OasstStruct], data: st.DataObject) -> None:
-    check_round_trips(cls, data.draw(instances(cls)))
-
-
-@pytest.mark.parametrize("name", list(UNIONS))
-@ROUND_TRIP
-@given(data=st.data())
-def test_union_round_trips(name: str, data: st.DataObject) -> None:
-    union = UNIONS[name]
-    obj = data.draw(instances(union))
-    assert isinstance(obj, typing.get_args(union))
-    check_round_trips(union, obj)
+# The round trips of every struct and union: tests/test_registry.py (one test over the registry).
 
 
 def test_token_response_wire_document() -> None:
@@ -479,13 +447,3 @@ def test_missing_optional_fields_decode_to_defaults() -> None:
 def test_report_type_member_spelling() -> None:
     report = inference.Report.parse_raw('{"id": "r", "report_type": "feedback", "reason": "x"}')
     assert report.report_type is inference.ReportType.feeback
-
-
-RESERVED = {"dict", "json", "copy", "parse_obj", "parse_raw"}
-
-
-@pytest.mark.parametrize("cls", STRUCTS, ids=lambda cls: cls.__name__)
-def test_no_field_shadows_a_method(cls: type[OasstStruct]) -> None:
-    assert {f.name for f in msgspec.structs.fields(cls)} & RESERVED == set()
-    for name in RESERVED:
-        assert callable(getattr(cls, name)), name

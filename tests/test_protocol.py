@@ -12,25 +12,9 @@ from uuid import UUID, uuid4
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from oasst_shared.exceptions.error_codes import OasstErrorCode
 from oasst_shared.schemas import protocol
-from oasst_shared.schemas.base import OasstStruct
-from tests.strategies import check_round_trips, instances
-
-STRUCTS = sorted(
-    (
-        obj
-        for obj in vars(protocol).values()
-        if isinstance(obj, type) and issubclass(obj, OasstStruct) and obj.__module__ == protocol.__name__
-    ),
-    key=lambda cls: cls.__name__,
-)
-UNIONS = {"AnyTask": protocol.AnyTask, "AnyInteraction": protocol.AnyInteraction}
-
-ROUND_TRIP = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 USER = {"id": "u1", "display_name": "Jörg", "auth_method": "discord"}
 
@@ -55,21 +39,7 @@ def path_error(path: str) -> str:
 # ----------------------------------------------------------------------------- round trips
 
 
-@pytest.mark.parametrize("cls", STRUCTS, ids=lambda cls: cls.__name__)
-@ROUND_TRIP
-@given(data=st.data())
-def test_struct_round_trips(cls: type[OasstStruct], data: st.DataObject) -> None:
-    check_round_trips(cls, data.draw(instances(cls)))
-
-
-@pytest.mark.parametrize("name", list(UNIONS))
-@ROUND_TRIP
-@given(data=st.data())
-def test_union_round_trips(name: str, data: st.DataObject) -> None:
-    union = UNIONS[name]
-    obj = data.draw(instances(union))
-    assert isinstance(obj, typing.get_args(union))
-    check_round_trips(union, obj)
+# The round trips of every struct and union: tests/test_registry.py (one test over the registry).
 
 
 def test_reference_document_of_a_task_decodes() -> None:
@@ -577,13 +547,3 @@ def test_troll_score_keeps_the_backend_spelling() -> None:
     )
     assert score.lang_mismach == 4
     assert "lang_mismach" in json.loads(score.json())
-
-
-RESERVED = {"dict", "json", "copy", "parse_obj", "parse_raw"}
-
-
-@pytest.mark.parametrize("cls", STRUCTS, ids=lambda cls: cls.__name__)
-def test_no_field_shadows_a_method(cls: type[OasstStruct]) -> None:
-    assert {f.name for f in msgspec.structs.fields(cls)} & RESERVED == set()
-    for name in RESERVED:
-        assert callable(getattr(cls, name)), name
