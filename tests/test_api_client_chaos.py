@@ -540,20 +540,29 @@ async def test_post_refused_then_served_is_received_once(
     """A POST refused twice is sent again once the backend listens, and arrives exactly once."""
     port = unused_port()
     counter = AttemptCounter()
-    api = chaos_client(f"http://127.0.0.1:{port}", counter, retry_initial_delay=0.01)
     started: list[ChaosServer] = []
     waits: list[float] = []
 
-    async def sleep_then_start(delay: float) -> None:
-        waits.append(delay)
-        if len(waits) == 2:  # after the second refusal the backend comes up on that port
-            try:
-                started.append(chaos_servers(always("ok"), outages=False, slam_probability=0.0, port=port))
-            except OSError:
-                pytest.skip(f"port {port} was taken meanwhile")
-        await anyio.sleep(delay)
+    class StartOnSecondWait:
+        """The client's clock: after the second refusal the backend comes up on that port."""
 
-    api._sleep = sleep_then_start
+        def now(self) -> float:
+            return anyio.current_time()
+
+        async def sleep(self, delay: float) -> None:
+            waits.append(delay)
+            if len(waits) == 2:
+                try:
+                    started.append(
+                        chaos_servers(always("ok"), outages=False, slam_probability=0.0, port=port)
+                    )
+                except OSError:
+                    pytest.skip(f"port {port} was taken meanwhile")
+            await anyio.sleep(delay)
+
+    api = chaos_client(
+        f"http://127.0.0.1:{port}", counter, retry_initial_delay=0.01, clock=StartOnSecondWait()
+    )
     _current_call.set("late-1")
     with anyio.fail_after(TIMEOUT + MARGIN):
         task = await api.close_task("late-1")

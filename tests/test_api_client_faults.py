@@ -57,12 +57,16 @@ HANG_GUARD = 15.0  # seconds; only detects a hang, far above every timeout used 
 
 
 class SleepRecorder:
-    """Stands in for the client's waits between retries: records each delay, waits for none."""
+    """The client's clock (``clock=``): real time, but each wait between retries is only
+    recorded, not waited."""
 
     def __init__(self) -> None:
         self.delays: list[float] = []
 
-    async def __call__(self, delay: float) -> None:
+    def now(self) -> float:
+        return anyio.current_time()
+
+    async def sleep(self, delay: float) -> None:
         self.delays.append(delay)
         await anyio.sleep(0)
 
@@ -80,13 +84,12 @@ def make_client(url: str, session: httpx.AsyncClient | None = None, **options: A
 
 @pytest.fixture
 async def client(server: FaultServer) -> AsyncIterator[OasstApiClient]:
-    async with make_client(server.url) as api:
-        api._sleep = SleepRecorder()
+    async with make_client(server.url, clock=SleepRecorder()) as api:
         yield api
 
 
 def sleeps(client: OasstApiClient) -> list[float]:
-    recorder = client._sleep
+    recorder = client.clock
     assert isinstance(recorder, SleepRecorder)
     return recorder.delays
 
@@ -187,8 +190,7 @@ async def test_429_retry_after_http_date(server: FaultServer) -> None:
         respond(429, headers={"Retry-After": format_datetime(when, usegmt=True)}),
         respond_json(200, STATS),
     )
-    async with make_client(server.url, timeout=120.0) as api:
-        api._sleep = SleepRecorder()
+    async with make_client(server.url, timeout=120.0, clock=SleepRecorder()) as api:
         stats = await api.fetch_system_stats()
         (delay,) = sleeps(api)
     assert stats.all == 10
@@ -197,8 +199,7 @@ async def test_429_retry_after_http_date(server: FaultServer) -> None:
 
 async def test_retry_after_past_the_deadline_fails_at_once(server: FaultServer) -> None:
     server.script(respond_json(429, {"message": "Slow down", "error_code": 429}, {"Retry-After": "120"}))
-    async with make_client(server.url, timeout=5.0) as api:
-        api._sleep = SleepRecorder()
+    async with make_client(server.url, timeout=5.0, clock=SleepRecorder()) as api:
         with pytest.raises(OasstApiRateLimitError) as info:
             await api.fetch_random_task()
         assert sleeps(api) == []
@@ -261,9 +262,8 @@ async def test_connect_refused_is_retried_then_fails() -> None:
     url = f"http://127.0.0.1:{unused_port()}"
     async with (
         httpx.AsyncClient(event_hooks={"request": [count]}) as session,
-        make_client(url, session, max_retries=2) as api,
+        make_client(url, session, max_retries=2, clock=SleepRecorder()) as api,
     ):
-        api._sleep = SleepRecorder()
         with pytest.raises(OasstApiConnectionError) as info:
             await api.fetch_random_task(USER)
         assert len(sleeps(api)) == 2
@@ -387,8 +387,9 @@ async def test_announced_body_over_the_cap_is_refused_unread(server: FaultServer
     # end in its timeout instead. A 503 on a GET is normally retried; a too-large one is not.
     closed = threading.Event()
     server.script(announce_only(5000, closed, status), respond_json(200, STATS))
-    async with make_client(server.url, timeout=5.0, max_response_bytes=SMALL_CAP) as api:
-        api._sleep = SleepRecorder()
+    async with make_client(
+        server.url, timeout=5.0, max_response_bytes=SMALL_CAP, clock=SleepRecorder()
+    ) as api:
         with anyio.fail_after(HANG_GUARD), pytest.raises(OasstApiResponseError) as info:
             await api.fetch_system_stats()
         assert pool_connections(api) == []
@@ -406,8 +407,9 @@ async def test_endless_chunked_answer_is_cut_at_the_cap(server: FaultServer) -> 
     # only the cap (not the 5 s timeout) can end this call with OasstApiResponseError.
     closed = threading.Event()
     server.script(flood_chunked(4 * 1024 * 1024, closed), respond_json(200, STATS))
-    async with make_client(server.url, timeout=5.0, max_response_bytes=SMALL_CAP) as api:
-        api._sleep = SleepRecorder()
+    async with make_client(
+        server.url, timeout=5.0, max_response_bytes=SMALL_CAP, clock=SleepRecorder()
+    ) as api:
         with anyio.fail_after(HANG_GUARD), pytest.raises(OasstApiResponseError) as info:
             await api.fetch_system_stats()
         assert pool_connections(api) == []
@@ -426,8 +428,7 @@ async def test_answer_up_to_the_cap_decodes_one_more_byte_not(server: FaultServe
         return respond_chunked(200, body, chunk_size=128) if chunked else respond(200, body)
 
     server.script(answer(SMALL_CAP - 1), answer(SMALL_CAP), answer(SMALL_CAP + 1), respond_json(200, STATS))
-    async with make_client(server.url, max_response_bytes=SMALL_CAP) as api:
-        api._sleep = SleepRecorder()
+    async with make_client(server.url, max_response_bytes=SMALL_CAP, clock=SleepRecorder()) as api:
         assert await api.fetch_system_stats() == STATS_RESULT
         assert await api.fetch_system_stats() == STATS_RESULT
         with pytest.raises(OasstApiResponseError) as info:

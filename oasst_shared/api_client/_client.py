@@ -8,8 +8,10 @@ from uuid import UUID
 
 import msgspec
 
-from oasst_shared.api_client._base import BaseApiClient, path_segment
+from oasst_shared.api_client._base import BaseApiClient
 from oasst_shared.api_client._models import CreateApiClientRequest, UserStatsTimeFrame, ValidLabelsResponse
+from oasst_shared.api_client._request import path_segment, query
+from oasst_shared.api_client._response import decode_answer
 from oasst_shared.schemas import protocol
 
 __all__ = ["OasstApiClient"]
@@ -86,24 +88,24 @@ class OasstApiClient(BaseApiClient):
         ``None`` when the answer has no body (204). ``path`` starts with ``/`` and is
         appended to ``backend_url``.
         """
-        response = await self._send("POST", path, body=data)
-        return self._decode(response, _any, "POST", path) if response.content.strip() else None
+        answer = await self._send("POST", path, body=data)
+        return decode_answer(answer, _any) if answer.content.strip() else None
 
     async def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET ``path`` (with query ``params``); the decoded JSON answer, ``None`` when empty."""
-        response = await self._send("GET", path, params=params)
-        return self._decode(response, _any, "GET", path) if response.content.strip() else None
+        answer = await self._send("GET", path, params=params)
+        return decode_answer(answer, _any) if answer.content.strip() else None
 
     async def put(self, path: str, data: Any = None, params: dict[str, Any] | None = None) -> Any:
         """PUT ``data`` (when given) as JSON to ``path`` with query ``params``; the decoded JSON
         answer, ``None`` when empty. PUT is idempotent, so failed attempts are retried."""
-        response = await self._send("PUT", path, body=data, params=params)
-        return self._decode(response, _any, "PUT", path) if response.content.strip() else None
+        answer = await self._send("PUT", path, body=data, params=params)
+        return decode_answer(answer, _any) if answer.content.strip() else None
 
     async def delete(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """DELETE ``path`` (with query ``params``); the decoded JSON answer, ``None`` when empty."""
-        response = await self._send("DELETE", path, params=params)
-        return self._decode(response, _any, "DELETE", path) if response.content.strip() else None
+        answer = await self._send("DELETE", path, params=params)
+        return decode_answer(answer, _any) if answer.content.strip() else None
 
     # ------------------------------------------------------------------------------ tasks
 
@@ -149,7 +151,7 @@ class OasstApiClient(BaseApiClient):
     ) -> dict[str, int]:
         """How many tasks of each type are available (for ``user``, in ``lang``)."""
         return await self._call(
-            "POST", f"{_V1}/tasks/availability", _availability, body=user, params={"lang": lang}
+            "POST", f"{_V1}/tasks/availability", _availability, body=user, params=query(lang=lang)
         )
 
     async def close_task(self, message_id: str) -> protocol.TaskDone:
@@ -165,7 +167,7 @@ class OasstApiClient(BaseApiClient):
 
     async def fetch_valid_text_labels(self, message_id: str | UUID | None = None) -> ValidLabelsResponse:
         """The labels a message (or, without ``message_id``, any message) may be given."""
-        params = {"message_id": message_id}
+        params = query(message_id=message_id)
         return await self._call("GET", f"{_V1}/text_labels/valid_labels", _valid_labels, params=params)
 
     async def fetch_report_text_labels(self) -> ValidLabelsResponse:
@@ -196,7 +198,7 @@ class OasstApiClient(BaseApiClient):
     ) -> protocol.MessageTree:
         """Every message of the tree that message ``message_id`` belongs to."""
         path = f"{_V1}/messages/{_seg(message_id)}/tree"
-        params = {"include_spam": include_spam, "include_deleted": include_deleted}
+        params = query(include_spam=include_spam, include_deleted=include_deleted)
         return await self._call("GET", path, _tree, params=params, user=user, allows_user=True)
 
     async def fetch_message_children(
@@ -273,7 +275,7 @@ class OasstApiClient(BaseApiClient):
     ) -> protocol.MessageTree:
         """Every message of the tree of the message with frontend id ``frontend_message_id``."""
         path = f"{_V1}/frontend_messages/{_seg(frontend_message_id)}/tree"
-        params = {"include_spam": include_spam, "include_deleted": include_deleted}
+        params = query(include_spam=include_spam, include_deleted=include_deleted)
         return await self._call("GET", path, _tree, params=params)
 
     async def fetch_frontend_message_children(self, frontend_message_id: str) -> list[protocol.Message]:
@@ -293,7 +295,7 @@ class OasstApiClient(BaseApiClient):
     ) -> protocol.FrontEndUser:
         """The user with backend id ``user_id``."""
         path = f"{_V1}/users/{_seg(user_id)}"
-        return await self._call("GET", path, _user, params={"api_client_id": api_client_id})
+        return await self._call("GET", path, _user, params=query(api_client_id=api_client_id))
 
     async def fetch_users_by_username(
         self,
@@ -309,17 +311,17 @@ class OasstApiClient(BaseApiClient):
         desc: bool | None = None,
     ) -> list[protocol.FrontEndUser]:
         """Users ordered by username, from the given bounds."""
-        params = {
-            "api_client_id": api_client_id,
-            "gte_username": gte_username,
-            "gt_id": gt_id,
-            "lte_username": lte_username,
-            "lt_id": lt_id,
-            "search_text": search_text,
-            "auth_method": auth_method,
-            "max_count": max_count,
-            "desc": desc,
-        }
+        params = query(
+            api_client_id=api_client_id,
+            gte_username=gte_username,
+            gt_id=gt_id,
+            lte_username=lte_username,
+            lt_id=lt_id,
+            search_text=search_text,
+            auth_method=auth_method,
+            max_count=max_count,
+            desc=desc,
+        )
         return await self._call("GET", f"{_V1}/users/by_username", _users, params=params)
 
     async def fetch_users_by_display_name(
@@ -336,17 +338,17 @@ class OasstApiClient(BaseApiClient):
         desc: bool | None = None,
     ) -> list[protocol.FrontEndUser]:
         """Users ordered by display name, from the given bounds."""
-        params = {
-            "api_client_id": api_client_id,
-            "gte_display_name": gte_display_name,
-            "gt_id": gt_id,
-            "lte_display_name": lte_display_name,
-            "lt_id": lt_id,
-            "auth_method": auth_method,
-            "search_text": search_text,
-            "max_count": max_count,
-            "desc": desc,
-        }
+        params = query(
+            api_client_id=api_client_id,
+            gte_display_name=gte_display_name,
+            gt_id=gt_id,
+            lte_display_name=lte_display_name,
+            lt_id=lt_id,
+            auth_method=auth_method,
+            search_text=search_text,
+            max_count=max_count,
+            desc=desc,
+        )
         return await self._call("GET", f"{_V1}/users/by_display_name", _users, params=params)
 
     async def fetch_users_cursor(
@@ -361,15 +363,15 @@ class OasstApiClient(BaseApiClient):
         auth_method: str | None = None,
     ) -> protocol.FrontEndUserPage:
         """A page of users; pass the previous page's ``next`` as ``after`` for the next one."""
-        params = {
-            "before": before,
-            "after": after,
-            "sort_key": sort_key,
-            "max_count": max_count,
-            "api_client_id": api_client_id,
-            "search_text": search_text,
-            "auth_method": auth_method,
-        }
+        params = query(
+            before=before,
+            after=after,
+            sort_key=sort_key,
+            max_count=max_count,
+            api_client_id=api_client_id,
+            search_text=search_text,
+            auth_method=auth_method,
+        )
         return await self._call("GET", f"{_V1}/users/cursor", _user_page, params=params)
 
     async def fetch_user_messages(
@@ -387,16 +389,16 @@ class OasstApiClient(BaseApiClient):
         user: UserRef = None,
     ) -> list[protocol.Message]:
         """Messages written by the user with backend id ``user_id``."""
-        params = {
-            "api_client_id": api_client_id,
-            "max_count": max_count,
-            "start_date": start_date,
-            "end_date": end_date,
-            "only_roots": only_roots,
-            "desc": desc,
-            "include_deleted": include_deleted,
-            "lang": lang,
-        }
+        params = query(
+            api_client_id=api_client_id,
+            max_count=max_count,
+            start_date=start_date,
+            end_date=end_date,
+            only_roots=only_roots,
+            desc=desc,
+            include_deleted=include_deleted,
+            lang=lang,
+        )
         path = f"{_V1}/users/{_seg(user_id)}/messages"
         return await self._call("GET", path, _messages, params=params, user=user, allows_user=True)
 
@@ -414,15 +416,15 @@ class OasstApiClient(BaseApiClient):
         user: UserRef = None,
     ) -> protocol.MessagePage:
         """A page of the messages written by the user with backend id ``user_id``."""
-        params = {
-            "before": before,
-            "after": after,
-            "only_roots": only_roots,
-            "include_deleted": include_deleted,
-            "max_count": max_count,
-            "desc": desc,
-            "lang": lang,
-        }
+        params = query(
+            before=before,
+            after=after,
+            only_roots=only_roots,
+            include_deleted=include_deleted,
+            max_count=max_count,
+            desc=desc,
+            lang=lang,
+        )
         path = f"{_V1}/users/{_seg(user_id)}/messages/cursor"
         return await self._call("GET", path, _message_page, params=params, user=user, allows_user=True)
 
@@ -448,12 +450,12 @@ class OasstApiClient(BaseApiClient):
     ) -> None:
         """Change the given settings of a user (``PUT /api/v1/users/{user_id}``); the others
         stay as they are. ``tos_acceptance=True`` records that the terms were accepted now."""
-        params = {
-            "enabled": enabled,
-            "notes": notes,
-            "show_on_leaderboard": show_on_leaderboard,
-            "tos_acceptance": tos_acceptance,
-        }
+        params = query(
+            enabled=enabled,
+            notes=notes,
+            show_on_leaderboard=show_on_leaderboard,
+            tos_acceptance=tos_acceptance,
+        )
         if all(value is None for value in params.values()):
             raise ValueError("update_user: give at least one setting to change")
         await self._call_no_content("PUT", f"{_V1}/users/{_seg(user_id)}", params=params)
@@ -482,16 +484,16 @@ class OasstApiClient(BaseApiClient):
         max_count: int | None = None,
     ) -> list[protocol.FrontEndUser]:
         """Users ordered by their frontend username (``GET /api/v1/frontend_users/``)."""
-        params = {
-            "api_client_id": api_client_id,
-            "gte_username": gte_username,
-            "gt_id": gt_id,
-            "lte_username": lte_username,
-            "lt_id": lt_id,
-            "search_text": search_text,
-            "auth_method": auth_method,
-            "max_count": max_count,
-        }
+        params = query(
+            api_client_id=api_client_id,
+            gte_username=gte_username,
+            gt_id=gt_id,
+            lte_username=lte_username,
+            lt_id=lt_id,
+            search_text=search_text,
+            auth_method=auth_method,
+            max_count=max_count,
+        )
         return await self._call("GET", f"{_V1}/frontend_users/", _users, params=params)
 
     async def create_frontend_user(
@@ -505,7 +507,7 @@ class OasstApiClient(BaseApiClient):
     ) -> protocol.FrontEndUser:
         """The user known to the frontend as ``username`` (signed in with ``auth_method``)."""
         path = f"{_V1}/frontend_users/{_seg(auth_method)}/{_seg(username)}"
-        return await self._call("GET", path, _user, params={"api_client_id": api_client_id})
+        return await self._call("GET", path, _user, params=query(api_client_id=api_client_id))
 
     async def fetch_frontend_user_messages(
         self,
@@ -522,16 +524,16 @@ class OasstApiClient(BaseApiClient):
         lang: str | None = None,
     ) -> list[protocol.Message]:
         """Messages written by the frontend user ``auth_method``/``username``."""
-        params = {
-            "api_client_id": api_client_id,
-            "max_count": max_count,
-            "start_date": start_date,
-            "end_date": end_date,
-            "only_roots": only_roots,
-            "desc": desc,
-            "include_deleted": include_deleted,
-            "lang": lang,
-        }
+        params = query(
+            api_client_id=api_client_id,
+            max_count=max_count,
+            start_date=start_date,
+            end_date=end_date,
+            only_roots=only_roots,
+            desc=desc,
+            include_deleted=include_deleted,
+            lang=lang,
+        )
         path = f"{_V1}/frontend_users/{_seg(auth_method)}/{_seg(username)}/messages"
         return await self._call("GET", path, _messages, params=params)
 
@@ -550,15 +552,15 @@ class OasstApiClient(BaseApiClient):
         user: UserRef = None,
     ) -> protocol.MessagePage:
         """A page of the messages written by the frontend user ``auth_method``/``username``."""
-        params = {
-            "before": before,
-            "after": after,
-            "only_roots": only_roots,
-            "include_deleted": include_deleted,
-            "max_count": max_count,
-            "desc": desc,
-            "lang": lang,
-        }
+        params = query(
+            before=before,
+            after=after,
+            only_roots=only_roots,
+            include_deleted=include_deleted,
+            max_count=max_count,
+            desc=desc,
+            lang=lang,
+        )
         path = f"{_V1}/frontend_users/{_seg(auth_method)}/{_seg(username)}/messages/cursor"
         return await self._call("GET", path, _message_page, params=params, user=user, allows_user=True)
 
@@ -591,7 +593,7 @@ class OasstApiClient(BaseApiClient):
     ) -> protocol.LeaderboardStats:
         """The leaderboard of a time frame (``user`` is highlighted when given)."""
         path = f"{_V1}/leaderboards/{_seg(UserStatsTimeFrame(time_frame))}"
-        params = {"max_count": max_count}
+        params = query(max_count=max_count)
         return await self._call("GET", path, _leaderboard, params=params, user=user, allows_user=True)
 
     async def fetch_trollboard(
@@ -603,7 +605,7 @@ class OasstApiClient(BaseApiClient):
     ) -> protocol.TrollboardStats:
         """The trollboard of a time frame (only enabled or disabled users when ``enabled`` is given)."""
         path = f"{_V1}/trollboards/{_seg(UserStatsTimeFrame(time_frame))}"
-        params = {"max_count": max_count, "enabled": enabled}
+        params = query(max_count=max_count, enabled=enabled)
         return await self._call("GET", path, _trollboard, params=params)
 
     # ------------------------------------------------------------------------------ admin

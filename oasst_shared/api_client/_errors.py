@@ -14,6 +14,8 @@
         └── OasstApiConnectionError   no (complete) answer: refused, reset, closed mid-body
             └── OasstApiTimeoutError      no complete answer within the timeout
 
+Each error carries the ``httpx.Request`` it is about (``http_request``) and the
+``httpx.Response`` when there was one (``http_response``), as httpx's own errors do.
 ``message``, ``error_code`` and ``http_status_code`` keep their meaning from ``OasstError``: for a
 backend error body they are the backend's. ``status_code`` is the status actually received
 (``None`` when there was no answer); ``http_status_code`` is always an ``HTTPStatus``, a close
@@ -24,9 +26,14 @@ timeouts.
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypedDict
+
+import httpx
 
 from oasst_shared.exceptions import OasstError, OasstErrorCode
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "OasstApiAuthError",
@@ -39,7 +46,9 @@ __all__ = [
     "OasstApiStatusError",
     "OasstApiTimeoutError",
     "OasstApiValidationError",
+    "RequestContext",
     "http_status_of",
+    "status_error_class",
 ]
 
 
@@ -58,12 +67,32 @@ def http_status_of(status: int) -> HTTPStatus:
     return HTTPStatus.INTERNAL_SERVER_ERROR
 
 
-class OasstApiError(OasstError):
-    """An error of one client request; ``method`` and ``path`` name the request."""
+class RequestContext(TypedDict, total=False):
+    """What an ``OasstApiError`` may be told about its request; the client passes the httpx objects.
 
-    method: str
-    path: str
+    ``method``, ``path``, ``status_code`` and ``body_excerpt`` stand in for what ``request``
+    and ``response`` would tell (an error built by hand, e.g. in a test's fake backend).
+    """
+
+    request: httpx.Request | None
+    response: httpx.Response | None
+    method: str | None
+    path: str | None
     status_code: int | None
+    body_excerpt: str | None
+
+
+class OasstApiError(OasstError):
+    """An error of one client request; ``method`` and ``path`` name the request.
+
+    ``http_request`` is the ``httpx.Request`` that failed (the last attempt's) and
+    ``http_response`` the answer when there was one (its headers, status and request; the
+    body was read by the client under ``max_response_bytes``, its start is ``body_excerpt``).
+    ``method``, ``path`` and ``status_code`` are read from them.
+    """
+
+    http_request: httpx.Request | None
+    http_response: httpx.Response | None
     body_excerpt: str | None
 
     default_http_status: ClassVar[HTTPStatus] = HTTPStatus.BAD_REQUEST
@@ -75,24 +104,52 @@ class OasstApiError(OasstError):
         error_code: OasstErrorCode = OasstErrorCode.GENERIC_ERROR,
         http_status_code: HTTPStatus | None = None,
         *,
-        method: str = "",
-        path: str = "",
+        request: httpx.Request | None = None,
+        response: httpx.Response | None = None,
+        method: str | None = None,
+        path: str | None = None,
         status_code: int | None = None,
         body_excerpt: str | None = None,
     ) -> None:
         # The keyword attributes live in ``__dict__``, which pickling restores after
-        # re-creating the exception from ``self.args``.
+        # re-creating the exception from ``self.args`` (httpx's requests and responses pickle
+        # without their streams).
         if http_status_code is None:
             http_status_code = self.default_http_status
         super().__init__(message, error_code, http_status_code)
-        self.method = method
-        self.path = path
-        self.status_code = status_code
+        self.http_request = request
+        self.http_response = response
         self.body_excerpt = body_excerpt
+        self._method = method
+        self._path = path
+        self._status_code = status_code
+
+    @property
+    def method(self) -> str:
+        """The request's HTTP method (``""`` when the error names no request)."""
+        if self._method is not None:
+            return self._method
+        return self.http_request.method if self.http_request is not None else ""
+
+    @property
+    def path(self) -> str:
+        """The request's path as sent, without the query (``""`` when unknown)."""
+        if self._path is not None:
+            return self._path
+        if self.http_request is None:
+            return ""
+        return self.http_request.url.raw_path.split(b"?", 1)[0].decode("ascii")
+
+    @property
+    def status_code(self) -> int | None:
+        """The status actually received; ``None`` when there was no answer."""
+        if self._status_code is not None:
+            return self._status_code
+        return self.http_response.status_code if self.http_response is not None else None
 
     @property
     def request(self) -> str:
-        """``"METHOD /path"`` of the failed request."""
+        """``"METHOD /path"`` of the failed request (the ``httpx.Request`` is ``http_request``)."""
         return f"{self.method} {self.path}".strip()
 
     def __str__(self) -> str:
@@ -119,21 +176,10 @@ class OasstApiStatusError(OasstApiError):
         error_code: OasstErrorCode = OasstErrorCode.GENERIC_ERROR,
         http_status_code: HTTPStatus | None = None,
         *,
-        method: str = "",
-        path: str = "",
-        status_code: int | None = None,
-        body_excerpt: str | None = None,
         backend_error_code: int | None = None,
+        **context: Unpack[RequestContext],
     ) -> None:
-        super().__init__(
-            message,
-            error_code,
-            http_status_code,
-            method=method,
-            path=path,
-            status_code=status_code,
-            body_excerpt=body_excerpt,
-        )
+        super().__init__(message, error_code, http_status_code, **context)
         self.backend_error_code = backend_error_code
 
 
@@ -177,21 +223,10 @@ class OasstApiConnectionError(OasstApiError):
         error_code: OasstErrorCode = OasstErrorCode.GENERIC_ERROR,
         http_status_code: HTTPStatus | None = None,
         *,
-        method: str = "",
-        path: str = "",
-        status_code: int | None = None,
-        body_excerpt: str | None = None,
         request_sent: bool = True,
+        **context: Unpack[RequestContext],
     ) -> None:
-        super().__init__(
-            message,
-            error_code,
-            http_status_code,
-            method=method,
-            path=path,
-            status_code=status_code,
-            body_excerpt=body_excerpt,
-        )
+        super().__init__(message, error_code, http_status_code, **context)
         self.request_sent = request_sent
 
 

@@ -8,18 +8,29 @@
 * The wait is ``Retry-After`` (seconds or an HTTP-date; or ``Retry-After-Ms``) when the
   answer has one, else exponential backoff with jitter. A wait that would end past the
   call's deadline is not started: the call fails at once with the last error.
+
+``RetryPolicy`` decides; ``run_with_retries`` is the loop, waiting on an injectable ``Clock``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
 
-__all__ = ["IDEMPOTENT_METHODS", "RetryPolicy", "parse_retry_after"]
+from oasst_shared.api_client._clock import Clock
+from oasst_shared.api_client._errors import OasstApiError
+
+__all__ = ["IDEMPOTENT_METHODS", "Failure", "RetryPolicy", "parse_retry_after", "run_with_retries"]
+
+logger = logging.getLogger("oasst_shared.api_client")
+
+T = TypeVar("T")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
@@ -97,3 +108,58 @@ class RetryPolicy:
         """
         delay = min(self.max_delay, self.initial_delay * (2.0 ** min(retry_index, 32)))
         return delay / 2.0 + random.uniform(0.0, delay / 2.0)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed attempt: the error to raise if it is the last, and whether it may be retried."""
+
+    error: OasstApiError
+    retryable: bool
+    retry_after: float | None = None
+    """The server's ``Retry-After``, in seconds, when it gave one."""
+    reason: str = ""
+    """A few words for the retry log line (``"status 503"``, ``"ConnectError"``)."""
+
+
+async def run_with_retries(
+    attempt: Callable[[float], Awaitable[T | Failure]],
+    *,
+    policy: RetryPolicy,
+    clock: Clock,
+    timeout: float,
+    deadline_error: Callable[[], OasstApiError],
+    name: str,
+) -> T:
+    """Call ``attempt(seconds_left)`` until it succeeds, fails for good, or the time is up.
+
+    A ``Failure`` is retried while ``policy`` allows more retries and the wait (the server's
+    ``Retry-After``, else ``policy.backoff``) ends before the deadline, ``timeout`` seconds
+    after the first attempt; otherwise its error is raised. ``deadline_error()`` is raised
+    when no time is left for an attempt. ``name`` (``"METHOD /path"``) is for the log only.
+    """
+    deadline = clock.now() + timeout
+    retries = 0
+    while True:
+        remaining = deadline - clock.now()
+        if remaining <= 0:
+            raise deadline_error()
+        outcome = await attempt(remaining)
+        if not isinstance(outcome, Failure):
+            return outcome
+        if not outcome.retryable or retries >= policy.max_retries:
+            raise outcome.error
+        delay = outcome.retry_after if outcome.retry_after is not None else policy.backoff(retries)
+        if clock.now() + delay >= deadline:
+            logger.debug("%s: next retry would pass the deadline, giving up", name)
+            raise outcome.error
+        retries += 1
+        logger.info(
+            "%s failed (%s); retry %d of %d in %.2f s",
+            name,
+            outcome.reason,
+            retries,
+            policy.max_retries,
+            delay,
+        )
+        await clock.sleep(delay)

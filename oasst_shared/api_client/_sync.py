@@ -13,8 +13,11 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
+import httpx
+
 from oasst_shared.api_client._base import DEFAULT_MAX_RESPONSE_BYTES
 from oasst_shared.api_client._client import OasstApiClient, UserRef
+from oasst_shared.api_client._clock import Clock
 from oasst_shared.api_client._models import UserStatsTimeFrame, ValidLabelsResponse
 from oasst_shared.api_client._sync_base import SyncClientBase
 from oasst_shared.schemas import protocol
@@ -53,6 +56,8 @@ class OasstApiClientSync(SyncClientBase):
         oasst_user: protocol.User | str | None = None,
         bearer_token: str | None = None,
         max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(
             partial(
@@ -67,6 +72,8 @@ class OasstApiClientSync(SyncClientBase):
                 oasst_user=oasst_user,
                 bearer_token=bearer_token,
                 max_response_bytes=max_response_bytes,
+                transport=transport,
+                clock=clock,
             )
         )
 
