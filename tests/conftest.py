@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from tests.fault_server import FaultServer, running_fault_server
+from tests.fault_server import FaultServer, MockBackend, running_fault_server
 from tests.specs import load_spec
 
 
@@ -20,6 +20,12 @@ def server() -> Iterator[FaultServer]:
     """A scripted HTTP server on 127.0.0.1 (``tests/fault_server.py``)."""
     with running_fault_server() as srv:
         yield srv
+
+
+@pytest.fixture
+def backend() -> MockBackend:
+    """Scripted answers without a socket: give the client ``transport=backend.transport``."""
+    return MockBackend()
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,10 @@ Each connection carries one request (every answer says ``Connection: close``). T
 records the request, then runs the next scripted action on the socket: a well-formed answer,
 or a misbehaviour (stall, drip, close mid-body). Actions wait on the server's stop event, so
 stopping the server ends a stalled action at once.
+
+``MockBackend`` has the same ``script``/``requests`` interface without a socket: the client
+gets it as ``transport=backend.transport`` (an ``httpx.MockTransport``), for the tests that
+are about answers and retries rather than about connections.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
+
+import anyio
+import httpx
 
 
 @dataclass
@@ -40,25 +47,41 @@ def _head(status: int, headers: dict[str, str], reason: str | None = None) -> by
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+@dataclass(frozen=True)
+class Respond:
+    """A complete, well-formed answer: written to a socket by ``FaultServer``, or handed to the
+    client in-process by ``MockBackend`` (the same status, headers and body either way)."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] | None = None
+    content_type: str = "application/json"
+
+    def all_headers(self) -> dict[str, str]:
+        headers = {"Content-Length": str(len(self.body))}
+        if self.body:
+            headers["Content-Type"] = self.content_type
+        headers.update(self.headers or {})
+        return headers
+
+    def __call__(self, conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(_head(self.status, self.all_headers()) + self.body)
+
+    def to_httpx(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(self.status, headers=self.all_headers(), content=self.body, request=request)
+
+
 def respond(
     status: int,
     body: bytes = b"",
     headers: dict[str, str] | None = None,
     content_type: str = "application/json",
-) -> Action:
+) -> Respond:
     """A complete answer."""
-
-    def action(conn: socket.socket, stop: threading.Event) -> None:
-        all_headers = {"Content-Length": str(len(body))}
-        if body:
-            all_headers["Content-Type"] = content_type
-        all_headers.update(headers or {})
-        conn.sendall(_head(status, all_headers) + body)
-
-    return action
+    return Respond(status, body, headers, content_type)
 
 
-def respond_json(status: int, obj: Any, headers: dict[str, str] | None = None) -> Action:
+def respond_json(status: int, obj: Any, headers: dict[str, str] | None = None) -> Respond:
     """A complete answer with ``obj`` as its JSON body."""
     return respond(status, json.dumps(obj).encode(), headers)
 
@@ -245,6 +268,51 @@ class FaultServer:
                 break
             body += chunk
         return RecordedRequest(method=method, path=target, headers=headers, body=body)
+
+
+class MockBackend:
+    """Scripted answers (``respond``/``respond_json``) served in-process by ``httpx.MockTransport``.
+
+    Records each request as ``FaultServer`` does; a request with no answer left gets a 599.
+    """
+
+    url = "http://backend.test"
+
+    def __init__(self) -> None:
+        self.requests: list[RecordedRequest] = []
+        self._script: deque[Respond] = deque()
+        self.transport = httpx.MockTransport(self._handle)
+
+    def script(self, *answers: Respond) -> None:
+        """Queue the answers for the next requests, in order."""
+        self._script.extend(answers)
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(
+            RecordedRequest(
+                method=request.method,
+                path=request.url.raw_path.decode("ascii"),
+                headers={name.lower(): value for name, value in request.headers.items()},
+                body=request.content,
+            )
+        )
+        answer = self._script.popleft() if self._script else respond(599, b"no scripted answer left")
+        return answer.to_httpx(request)
+
+
+class SleepRecorder:
+    """The client's clock (``clock=``): real time, but each wait between retries is only
+    recorded, not waited."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def now(self) -> float:
+        return anyio.current_time()
+
+    async def sleep(self, delay: float) -> None:
+        self.delays.append(delay)
+        await anyio.sleep(0)
 
 
 @contextmanager

@@ -8,8 +8,7 @@ import logging
 import threading
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime
+from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any
 
@@ -21,19 +20,16 @@ from oasst_shared.api_client import (
     OasstApiAuthError,
     OasstApiClient,
     OasstApiConnectionError,
-    OasstApiRateLimitError,
     OasstApiResponseError,
     OasstApiServerError,
-    OasstApiStatusError,
     OasstApiTimeoutError,
-    OasstApiValidationError,
-    ValidLabelsResponse,
     encode_body,
 )
-from oasst_shared.exceptions import OasstError, OasstErrorCode
+from oasst_shared.exceptions import OasstErrorCode
 from oasst_shared.schemas import protocol
 from tests.fault_server import (
     FaultServer,
+    SleepRecorder,
     announce_only,
     close_mid_body,
     drip,
@@ -54,21 +50,6 @@ TASK_ID = "497f6eca-6276-4993-bfeb-53cbbbba6f08"
 TASK_DONE = {"id": TASK_ID, "type": "task_done"}
 STATS = {"all": 10, "active": 8, "active_by_lang": {"en": 8}, "deleted": 2, "message_trees": 3}
 HANG_GUARD = 15.0  # seconds; only detects a hang, far above every timeout used here
-
-
-class SleepRecorder:
-    """The client's clock (``clock=``): real time, but each wait between retries is only
-    recorded, not waited."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    def now(self) -> float:
-        return anyio.current_time()
-
-    async def sleep(self, delay: float) -> None:
-        self.delays.append(delay)
-        await anyio.sleep(0)
 
 
 def make_client(url: str, session: httpx.AsyncClient | None = None, **options: Any) -> OasstApiClient:
@@ -97,147 +78,7 @@ def sleeps(client: OasstApiClient) -> list[float]:
 # ------------------------------------------------------------------------- error answers
 
 
-async def test_backend_error_body_keeps_message_and_code(server: FaultServer, client: OasstApiClient) -> None:
-    server.script(respond_json(403, {"message": "Invalid API key", "error_code": 2}))
-    with pytest.raises(OasstApiAuthError) as info:
-        await client.fetch_random_task(USER)
-    error = info.value
-    assert isinstance(error, OasstError)
-    assert error.message == "Invalid API key"
-    assert error.error_code == OasstErrorCode.API_CLIENT_NOT_AUTHORIZED
-    assert error.http_status_code == HTTPStatus.FORBIDDEN
-    assert error.status_code == 403
-    assert error.request == "POST /api/v1/tasks/"
-    assert str(error).startswith("POST /api/v1/tasks/: Invalid API key")
-    assert len(server.requests) == 1
-
-
-async def test_unknown_error_code_falls_back_to_generic(server: FaultServer, client: OasstApiClient) -> None:
-    server.script(respond_json(409, {"message": "Something new", "error_code": 31337}))
-    with pytest.raises(OasstApiStatusError) as info:
-        await client.close_task("fm-1")
-    assert info.value.error_code == OasstErrorCode.GENERIC_ERROR
-    assert info.value.backend_error_code == 31337
-    assert "Something new" in info.value.message
-    assert "31337" in info.value.message
-    assert info.value.http_status_code == HTTPStatus.CONFLICT
-
-
-async def test_html_500_on_post_is_generic_and_not_retried(
-    server: FaultServer, client: OasstApiClient
-) -> None:
-    html = b"<html><body><h1>Internal Server Error</h1><p>upstream exploded</p></body></html>"
-    server.script(respond(500, html, content_type="text/html"), respond_json(200, TASK_DONE))
-    with pytest.raises(OasstApiServerError) as info:
-        await client.fetch_random_task(USER)
-    assert info.value.error_code == OasstErrorCode.GENERIC_ERROR
-    assert info.value.http_status_code == HTTPStatus.INTERNAL_SERVER_ERROR
-    assert "Internal Server Error" in info.value.message
-    assert info.value.body_excerpt is not None and "upstream exploded" in info.value.body_excerpt
-    assert len(server.requests) == 1
-    assert sleeps(client) == []
-
-
-async def test_validation_422_is_summarised(server: FaultServer, client: OasstApiClient) -> None:
-    detail = [
-        {"loc": ["body", "text"], "msg": "field required", "type": "value_error.missing"},
-        {"loc": ["query", "lang"], "msg": "str type expected", "type": "type_error.str"},
-    ]
-    server.script(respond_json(422, {"detail": detail}))
-    with pytest.raises(OasstApiValidationError) as info:
-        await client.fetch_task_availability(USER, lang="en")
-    assert info.value.error_code == OasstErrorCode.GENERIC_ERROR
-    assert info.value.http_status_code == HTTPStatus.UNPROCESSABLE_ENTITY
-    assert "body.text: field required" in info.value.message
-    assert "query.lang: str type expected" in info.value.message
-
-
-async def test_empty_error_body_on_post(server: FaultServer, client: OasstApiClient) -> None:
-    server.script(respond(502))
-    with pytest.raises(OasstApiServerError) as info:
-        await client.ack_task(TASK_ID, "fm-1")
-    assert info.value.http_status_code == HTTPStatus.BAD_GATEWAY
-    assert "(empty body)" in info.value.message
-    assert len(server.requests) == 1
-
-
-async def test_non_standard_status_does_not_crash(server: FaultServer, client: OasstApiClient) -> None:
-    server.script(respond(599, b"weird"))
-    with pytest.raises(OasstApiServerError) as info:
-        await client.nack_task(TASK_ID, "no")
-    assert info.value.status_code == 599
-    assert info.value.http_status_code == HTTPStatus.INTERNAL_SERVER_ERROR
-
-
 # --------------------------------------------------------------------------------- retries
-
-
-async def test_429_is_retried_after_retry_after_seconds(server: FaultServer, client: OasstApiClient) -> None:
-    server.script(
-        respond_json(429, {"message": "Too many requests", "error_code": 429}, {"Retry-After": "2"}),
-        respond_json(200, TASK_DONE),
-    )
-    task = await client.fetch_random_task(USER)
-    assert isinstance(task, protocol.TaskDone)
-    assert len(server.requests) == 2
-    assert sleeps(client) == [2.0]
-    assert server.requests[0].body == server.requests[1].body
-
-
-async def test_429_retry_after_http_date(server: FaultServer) -> None:
-    when = datetime.now(timezone.utc) + timedelta(seconds=30)
-    server.script(
-        respond(429, headers={"Retry-After": format_datetime(when, usegmt=True)}),
-        respond_json(200, STATS),
-    )
-    async with make_client(server.url, timeout=120.0, clock=SleepRecorder()) as api:
-        stats = await api.fetch_system_stats()
-        (delay,) = sleeps(api)
-    assert stats.all == 10
-    assert 20.0 <= delay <= 30.0
-
-
-async def test_retry_after_past_the_deadline_fails_at_once(server: FaultServer) -> None:
-    server.script(respond_json(429, {"message": "Slow down", "error_code": 429}, {"Retry-After": "120"}))
-    async with make_client(server.url, timeout=5.0, clock=SleepRecorder()) as api:
-        with pytest.raises(OasstApiRateLimitError) as info:
-            await api.fetch_random_task()
-        assert sleeps(api) == []
-    assert info.value.error_code == OasstErrorCode.TOO_MANY_REQUESTS
-    assert len(server.requests) == 1
-
-
-async def test_429_gives_up_after_max_retries(server: FaultServer, client: OasstApiClient) -> None:
-    server.script(*(respond(429, headers={"Retry-After": "0"}) for _ in range(4)))
-    with pytest.raises(OasstApiRateLimitError):
-        await client.post_interaction(protocol.MessageRating(user=USER, message_id="fm-1", rating=3))
-    assert len(server.requests) == 3  # max_retries=2
-    assert sleeps(client) == [0.0, 0.0]
-
-
-async def test_503_is_retried_with_growing_backoff(server: FaultServer, client: OasstApiClient) -> None:
-    server.script(respond(503), respond(503), respond_json(200, STATS))
-    stats = await client.fetch_system_stats()
-    assert stats == protocol.SystemStats(**STATS)  # type: ignore[arg-type]
-    assert len(server.requests) == 3
-    first, second = sleeps(client)
-    assert 0.01 <= first <= 0.02  # initial delay 0.02, half of it jittered
-    assert 0.02 <= second <= 0.04
-
-
-async def test_503_on_post_is_retried(server: FaultServer, client: OasstApiClient) -> None:
-    server.script(respond(503), respond_json(200, TASK_DONE))
-    assert isinstance(await client.close_task("fm-1"), protocol.TaskDone)
-    assert len(server.requests) == 2
-
-
-async def test_get_502_is_retried_but_post_502_is_not(server: FaultServer, client: OasstApiClient) -> None:
-    server.script(respond(502), respond_json(200, STATS), respond(502), respond_json(200, TASK_DONE))
-    assert (await client.fetch_system_stats()).active == 8
-    assert len(server.requests) == 2
-    with pytest.raises(OasstApiServerError):
-        await client.close_task("fm-1")
-    assert len(server.requests) == 3
 
 
 async def test_retries_stop_at_the_overall_timeout(server: FaultServer) -> None:
@@ -311,50 +152,6 @@ async def test_connection_closed_mid_body_on_get_is_retried(
     server.script(close_mid_body(), respond_json(200, STATS))
     assert (await client.fetch_system_stats()).message_trees == 3
     assert len(server.requests) == 2
-
-
-async def test_truncated_json_success_body(server: FaultServer, client: OasstApiClient) -> None:
-    server.script(respond(200, json.dumps(TASK_DONE).encode()[:-12]))
-    with pytest.raises(OasstApiResponseError) as info:
-        await client.fetch_random_task(USER)
-    assert info.value.status_code == 200
-    assert info.value.http_status_code == HTTPStatus.OK
-    assert info.value.error_code == OasstErrorCode.GENERIC_ERROR
-    assert "not valid JSON" in info.value.message
-
-
-async def test_non_json_success_body(server: FaultServer, client: OasstApiClient) -> None:
-    server.script(respond(200, b"<html>maintenance</html>", content_type="text/html"))
-    with pytest.raises(OasstApiResponseError) as info:
-        await client.fetch_system_stats()
-    assert "maintenance" in info.value.message
-
-
-async def test_unknown_task_type(server: FaultServer, client: OasstApiClient) -> None:
-    server.script(respond_json(200, {"id": TASK_ID, "type": "write_a_poem"}))
-    with pytest.raises(OasstApiResponseError) as info:
-        await client.fetch_random_task(USER)
-    assert "$.type" in info.value.message
-
-
-async def test_success_body_of_wrong_shape(server: FaultServer, client: OasstApiClient) -> None:
-    server.script(respond_json(200, [1, 2, 3]), respond_json(200, {"text": "hi", "is_assistant": "maybe"}))
-    with pytest.raises(OasstApiResponseError) as info:
-        await client.fetch_message(uuid.uuid4())
-    assert "Message" in info.value.message
-    with pytest.raises(OasstApiResponseError) as info:
-        await client.fetch_message(uuid.uuid4())
-    assert "$.is_assistant" in info.value.message
-
-
-async def test_204_where_a_body_is_expected(server: FaultServer, client: OasstApiClient) -> None:
-    server.script(respond(204), respond(204), respond_json(200, {"ignored": True}))
-    with pytest.raises(OasstApiResponseError) as info:
-        await client.fetch_random_task(USER)
-    assert "no body" in info.value.message
-    assert info.value.http_status_code == HTTPStatus.NO_CONTENT
-    assert await client.ack_task(TASK_ID, "fm-1") is None
-    assert await client.ack_task(TASK_ID, "fm-2") is None
 
 
 # ----------------------------------------------------------------------- answer size limit
@@ -554,57 +351,6 @@ async def test_default_oasst_user_and_query_parameters(server: FaultServer) -> N
         "/api/v1/users/5e5a5d7e-0000-4000-8000-000000000001/messages"
         "?start_date=2023-01-02T03%3A04%3A05%2B00%3A00&only_roots=true"
     )
-
-
-async def test_path_segments_are_escaped(server: FaultServer, client: OasstApiClient) -> None:
-    server.script(respond_json(200, {"messages": []}))
-    await client.fetch_frontend_message_conversation("a/b c?d")
-    assert server.requests[0].path == "/api/v1/frontend_messages/a%2Fb%20c%3Fd/conversation"
-
-
-async def test_bearer_endpoint_without_token_sends_nothing(
-    server: FaultServer, client: OasstApiClient
-) -> None:
-    with pytest.raises(ValueError, match="bearer_token"):
-        await client.create_api_client("bot", "discord")
-    assert server.requests == []
-
-
-async def test_valid_labels_and_emoji_with_backend_shapes(
-    server: FaultServer, client: OasstApiClient
-) -> None:
-    labels = {
-        "valid_labels": [
-            {"name": "spam", "widget": "yes_no", "display_text": "Spam", "help_text": None},
-            {"name": "quality", "widget": "likert", "display_text": "Quality", "help_text": "How good"},
-        ]
-    }
-    message = {
-        "id": TASK_ID,
-        "text": "hello",
-        "is_assistant": False,
-        "emojis": {"+1": 1},
-        "user_emojis": ["+1"],
-    }
-    server.script(respond_json(200, labels), respond_json(202, message))
-    result = await client.fetch_valid_text_labels(TASK_ID)
-    assert isinstance(result, ValidLabelsResponse)
-    assert [label.name for label in result.valid_labels] == ["spam", "quality"]
-    assert result.valid_labels[1].help_text == "How good"
-    updated = await client.post_message_emoji(TASK_ID, protocol.EmojiCode.thumbs_up, USER)
-    assert isinstance(updated, protocol.Message)
-    assert updated.emojis == {"+1": 1}
-    assert server.requests[0].path == f"/api/v1/text_labels/valid_labels?message_id={TASK_ID}"
-    assert json.loads(server.requests[1].body) == {"user": USER.dict(), "op": "toggle", "emoji": "+1"}
-
-
-async def test_generic_post_and_get(server: FaultServer, client: OasstApiClient) -> None:
-    server.script(respond(204), respond_json(200, {"a": [1, 2]}), respond_json(200, STATS))
-    assert await client.post("/api/v1/tasks/close", {"message_id": "x"}) is None
-    assert await client.post("/api/v1/anything", {"k": 1}) == {"a": [1, 2]}
-    assert await client.get("/api/v1/stats/", {"x": None, "y": 2}) == STATS
-    assert json.loads(server.requests[1].body) == {"k": 1}
-    assert server.requests[2].path == "/api/v1/stats/?y=2"
 
 
 # --------------------------------------------------------------------- session, secrets
