@@ -29,6 +29,7 @@ from oasst_compat.schemas import protocol as views_protocol
 from oasst_shared import codec
 from oasst_shared.api_client import OasstApiClient
 from oasst_shared.exceptions import OasstError, OasstErrorCode
+from oasst_shared.schemas import _registry as registry
 from oasst_shared.schemas import inference, parse_obj_as, parse_raw_as, protocol
 from oasst_shared.schemas.base import OasstStruct
 from tests.backend_mock import PRISM_BIN, PRISM_MISSING_MESSAGE, MockServer, start_prism, stop_prism
@@ -37,12 +38,7 @@ from tests.strategies import instances
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-UNIONS = {
-    "protocol.AnyTask": protocol.AnyTask,
-    "protocol.AnyInteraction": protocol.AnyInteraction,
-    "inference.WorkerRequest": inference.WorkerRequest,
-    "inference.WorkerResponse": inference.WorkerResponse,
-}
+UNIONS = dict(registry.unions())
 MEMBERS: list[type[OasstStruct]] = [m for union in UNIONS.values() for m in typing.get_args(union)]
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import typing
 from typing import Any
 
 import anyio
@@ -21,6 +20,7 @@ from oasst_shared import codec
 from oasst_shared.api_client import OasstApiClient, OasstApiResponseError
 from oasst_shared.cli.validate import InvalidMessage, MessageValidator
 from oasst_shared.schemas import inference, protocol
+from oasst_shared.schemas._registry import union_tags
 
 TASK_ID = "8f4d0a5e-5b8e-4a6b-9d8b-2f9a7c1e3d4b"
 USER = {"id": "1", "display_name": "One", "auth_method": "local"}
@@ -109,12 +109,12 @@ SYNTAX: list[tuple[bytes, int, int, int]] = [
 
 def _member_for(tp: Any, document: bytes) -> Any:
     """The union member the document's tag names."""
-    tag_fields = {member.__struct_config__.tag_field for member in typing.get_args(tp)}
-    obj = json.loads(document)
-    for member in typing.get_args(tp):
-        if obj.get(member.__struct_config__.tag_field) == member.__struct_config__.tag:
-            return member
-    raise AssertionError(f"no member of {tp} for tag {[obj.get(f) for f in tag_fields]}")
+    tags = union_tags(tp)
+    assert tags is not None, tp
+    tag_field, members = tags
+    tag = json.loads(document).get(tag_field)
+    assert tag in members, f"no member of {tp} for {tag_field}={tag!r}"
+    return members[tag]
 
 
 def _validate(message_type: Any, document: bytes) -> InvalidMessage:

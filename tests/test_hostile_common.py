@@ -25,8 +25,9 @@ from typing import Any
 import msgspec
 from hypothesis import strategies as st
 
-from oasst_shared import codec, model_configs
+from oasst_shared import codec
 from oasst_shared.codec import FrameDecodeError
+from oasst_shared.schemas import _registry as registry
 from oasst_shared.schemas import inference, protocol
 from tests.strategies import instances
 
@@ -46,25 +47,11 @@ __all__ = [
 ]
 
 
-def _all_structs() -> list[type[msgspec.Struct]]:
-    found: dict[str, type[msgspec.Struct]] = {}
-    for module in (protocol, inference, model_configs):
-        for value in vars(module).values():
-            is_struct = isinstance(value, type) and issubclass(value, msgspec.Struct)
-            if is_struct and value.__module__ == module.__name__:
-                found[f"{module.__name__.rsplit('.', 1)[-1]}.{value.__name__}"] = value
-    return [found[name] for name in sorted(found)]
+ALL_STRUCTS: list[type[msgspec.Struct]] = [cls for _, cls in sorted(registry.struct_types().items())]
+"""Every struct of protocol, inference and model_configs (the message registry's), by dotted name."""
 
-
-ALL_STRUCTS: list[type[msgspec.Struct]] = _all_structs()
-"""Every struct of protocol, inference and model_configs (95 when written)."""
-
-UNIONS: dict[str, Any] = {
-    "WorkerRequest": inference.WorkerRequest,
-    "WorkerResponse": inference.WorkerResponse,
-    "AnyTask": protocol.AnyTask,
-    "AnyInteraction": protocol.AnyInteraction,
-}
+UNIONS: dict[str, Any] = {name.rpartition(".")[2]: union for name, union in registry.unions().items()}
+"""The message unions by their bare name (``WorkerResponse``)."""
 
 CODECS: dict[str, tuple[codec.JsonCodec[Any], codec.MsgpackCodec[Any], Any]] = {
     "WorkerRequest": (codec.worker_request, codec.worker_request_msgpack, inference.WorkerRequest),
