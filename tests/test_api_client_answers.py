@@ -6,6 +6,7 @@ and what each request carries. Connection-level faults are in ``test_api_client_
 from __future__ import annotations
 
 import json
+import pickle
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -13,18 +14,24 @@ from email.utils import format_datetime
 from http import HTTPStatus
 from typing import Any
 
+import httpx
 import pytest
 
 from oasst_shared.api_client import (
+    AnyioClock,
     OasstApiAuthError,
     OasstApiClient,
+    OasstApiClientSync,
+    OasstApiConnectionError,
     OasstApiRateLimitError,
     OasstApiResponseError,
     OasstApiServerError,
     OasstApiStatusError,
+    OasstApiTimeoutError,
     OasstApiValidationError,
     ValidLabelsResponse,
 )
+from oasst_shared.api_client._request import query
 from oasst_shared.exceptions import OasstError, OasstErrorCode
 from oasst_shared.schemas import protocol
 from tests.fault_server import MockBackend, SleepRecorder, respond, respond_json
@@ -309,3 +316,135 @@ async def test_generic_post_and_get(backend: MockBackend, client: OasstApiClient
     assert await client.get("/api/v1/stats/", {"x": None, "y": 2}) == STATS
     assert json.loads(backend.requests[1].body) == {"k": 1}
     assert backend.requests[2].path == "/api/v1/stats/?y=2"
+
+
+# ------------------------------------------------------- transport, clock, errors with httpx objects
+
+
+class VirtualClock:
+    """A clock whose waits take no real time: each wait moves it on by ``overshoot`` times the
+    delay (1: exactly the delay; more: a wait that ends late)."""
+
+    def __init__(self, overshoot: float = 1.0) -> None:
+        self.time = 1000.0
+        self.overshoot = overshoot
+        self.delays: list[float] = []
+
+    def now(self) -> float:
+        return self.time
+
+    async def sleep(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        self.time += seconds * self.overshoot
+
+
+async def test_status_errors_carry_the_httpx_request_and_response(
+    backend: MockBackend, client: OasstApiClient
+) -> None:
+    backend.script(
+        respond_json(403, {"message": "Invalid API key", "error_code": 2}, {"X-Request-Id": "r-1"})
+    )
+    with pytest.raises(OasstApiAuthError) as info:
+        await client.ack_task(TASK_ID, "fm-1", user=USER)
+    error = info.value
+    request, response = error.http_request, error.http_response
+    assert isinstance(request, httpx.Request) and isinstance(response, httpx.Response)
+    assert (request.method, request.url.path) == ("POST", f"/api/v1/tasks/{TASK_ID}/ack")
+    assert request.headers["x-oasst-user"] == "discord:1234"
+    assert json.loads(request.content) == {"message_id": "fm-1"}
+    assert response.status_code == 403 and response.headers["x-request-id"] == "r-1"
+    assert response.request is request
+    # The attributes of before are read from them.
+    assert (error.method, error.path, error.status_code) == ("POST", f"/api/v1/tasks/{TASK_ID}/ack", 403)
+    assert error.request == f"POST /api/v1/tasks/{TASK_ID}/ack"
+
+
+async def test_errors_with_httpx_objects_pickle(backend: MockBackend, client: OasstApiClient) -> None:
+    backend.script(respond(500, b"<p>upstream exploded</p>", {"Retry-After": "1"}, "text/html"))
+    with pytest.raises(OasstApiServerError) as info:
+        await client.close_task("fm-1")
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert type(copy) is OasstApiServerError
+    assert str(copy) == str(info.value)
+    assert (copy.method, copy.path, copy.status_code) == ("POST", "/api/v1/tasks/close", 500)
+    assert copy.body_excerpt == info.value.body_excerpt and "upstream exploded" in str(copy.body_excerpt)
+    assert copy.http_response is not None and copy.http_response.headers["retry-after"] == "1"
+    assert copy.http_request is not None and info.value.http_request is not None
+    assert copy.http_request.url == info.value.http_request.url
+
+
+async def test_connection_errors_carry_the_request_and_no_response() -> None:
+    attempts: list[httpx.Request] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        raise httpx.ConnectError("connection refused", request=request)
+
+    clock = VirtualClock()
+    async with OasstApiClient(
+        "http://backend.test", API_KEY, transport=httpx.MockTransport(refuse), clock=clock, max_retries=2
+    ) as api:
+        with pytest.raises(OasstApiConnectionError) as info:
+            await api.close_task("fm-1")
+    error = info.value
+    assert type(error) is OasstApiConnectionError
+    assert error.request_sent is False
+    assert error.http_request is attempts[-1]
+    assert error.http_response is None and error.status_code is None
+    assert len(attempts) == 3 and len(clock.delays) == 2  # nothing was sent: a POST is retried too
+
+
+async def test_retry_waits_run_on_the_injected_clock(backend: MockBackend) -> None:
+    backend.script(
+        respond(429, headers={"Retry-After": "30"}),
+        respond(503, headers={"Retry-After": "20"}),
+        respond_json(200, STATS),
+    )
+    clock = VirtualClock()
+    async with make_client(backend, timeout=60.0, clock=clock) as api:
+        assert (await api.fetch_system_stats()).all == 10
+    assert clock.delays == [30.0, 20.0]  # 50 s of waits, taken by the clock and not the test
+    assert clock.time == 1050.0
+
+
+async def test_the_deadline_is_read_from_the_injected_clock(backend: MockBackend) -> None:
+    # The wait of 4 s fits the 10 s timeout, but ends 12 s later: no time is left for an attempt.
+    backend.script(respond(503, headers={"Retry-After": "4"}), respond_json(200, STATS))
+    async with make_client(backend, timeout=10.0, clock=VirtualClock(overshoot=3.0)) as api:
+        with pytest.raises(OasstApiTimeoutError) as info:
+            await api.fetch_system_stats()
+    assert str(info.value).startswith("GET /api/v1/stats/: no complete answer within the timeout of 10 s")
+    assert info.value.http_request is not None
+    assert len(backend.requests) == 1
+
+
+async def test_too_large_answers_carry_their_response(backend: MockBackend) -> None:
+    backend.script(respond_json(200, STATS))
+    async with make_client(backend, max_response_bytes=10) as api:
+        with pytest.raises(OasstApiResponseError) as info:
+            await api.fetch_system_stats()
+    assert info.value.http_response is not None and info.value.http_response.status_code == 200
+    assert info.value.status_code == 200
+    assert str(info.value).startswith("GET /api/v1/stats/: answer larger than 10 bytes")
+
+
+async def test_default_clock_and_transport_with_session_refused(backend: MockBackend) -> None:
+    async with OasstApiClient(backend.url, API_KEY) as api:
+        assert isinstance(api.clock, AnyioClock)
+    async with httpx.AsyncClient() as session:
+        with pytest.raises(ValueError, match="session or transport"):
+            OasstApiClient(backend.url, API_KEY, session, transport=backend.transport)
+
+
+def test_query_leaves_out_none_and_keeps_order() -> None:
+    params = query(b=0, a=None, c=False, d="", e=uuid.UUID(TASK_ID))
+    assert params == {"b": 0, "c": False, "d": "", "e": uuid.UUID(TASK_ID)}
+    assert list(params) == ["b", "c", "d", "e"]
+
+
+def test_sync_facade_takes_a_transport(backend: MockBackend) -> None:
+    backend.script(respond_json(200, STATS))
+    with OasstApiClientSync(backend.url, API_KEY, transport=backend.transport) as api:
+        assert api.fetch_system_stats().deleted == 2
+    (request,) = backend.requests
+    assert (request.method, request.path, request.headers["x-api-key"]) == ("GET", "/api/v1/stats/", API_KEY)

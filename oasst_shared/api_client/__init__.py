@@ -19,6 +19,16 @@ Errors are ``OasstError`` subclasses (see ``_errors`` for the tree): the backend
 answers keep their ``message`` and ``error_code``; anything unreadable becomes
 ``GENERIC_ERROR`` with the status and a short excerpt of the body; connection failures and
 timeouts are ``OasstApiConnectionError`` / ``OasstApiTimeoutError`` naming the request.
+Every error carries the ``httpx.Request`` (``http_request``) and, when there was an answer,
+the ``httpx.Response`` (``http_response``).
+
+Tests can run the client without a socket: ``OasstApiClient(url, key,
+transport=httpx.MockTransport(handler))``; ``clock=`` replaces the waits between retries.
+
+The layers, one module each: ``_request`` (bodies, queries, headers), ``_response`` (the
+capped streamed read, decoding), ``_retry`` (the policy and the loop, on a ``Clock``),
+``_mapping`` (failures to errors), ``_errors`` (the error classes), ``_base`` (settings and
+one call through them), ``_client`` (one method per endpoint), ``_sync`` (generated facade).
 
 Logging goes to the ``oasst_shared.api_client`` logger: retries at INFO (method, path, cause,
 wait), answers at DEBUG (status and size). Neither the API key nor any body is logged.
@@ -26,8 +36,8 @@ wait), answers at DEBUG (status and size). Neither the API key nor any body is l
 
 from typing import TYPE_CHECKING, Any
 
-from oasst_shared.api_client._base import encode_body
 from oasst_shared.api_client._client import OasstApiClient, UserRef
+from oasst_shared.api_client._clock import AnyioClock, Clock
 from oasst_shared.api_client._errors import (
     OasstApiAuthError,
     OasstApiConnectionError,
@@ -41,6 +51,7 @@ from oasst_shared.api_client._errors import (
     OasstApiValidationError,
 )
 from oasst_shared.api_client._models import CreateApiClientRequest, UserStatsTimeFrame, ValidLabelsResponse
+from oasst_shared.api_client._request import encode_body
 from oasst_shared.api_client._retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
 from oasst_shared.exceptions import OasstError, OasstErrorCode
 
@@ -49,6 +60,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IDEMPOTENT_METHODS",
+    "AnyioClock",
+    "Clock",
     "CreateApiClientRequest",
     "OasstApiAuthError",
     "OasstApiClient",

@@ -75,6 +75,10 @@ class OasstApiClient(BaseApiClient):
       ``None``: no limit). A larger answer, announced by ``Content-Length`` or found while
       reading, raises ``OasstApiResponseError`` (with its ``status_code``) without reading
       the rest, and is not retried.
+    * ``transport``: the ``httpx.AsyncBaseTransport`` of the client's own session, e.g. an
+      ``httpx.MockTransport`` in tests (not with ``session``, which has its own).
+    * ``clock``: what the retry loop reads the time from and waits on (``Clock``); by default
+      the event loop's. Tests give one that records the waits instead of waiting.
 
     Results are the protocol structs (tasks as their concrete class, by ``type``). Failures
     raise ``OasstError`` subclasses, see ``oasst_shared.api_client``.
