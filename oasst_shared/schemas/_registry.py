@@ -21,8 +21,6 @@ The names are plain data; the modules are imported on the first call that needs 
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import enum
 import importlib
 import types as _types
@@ -100,8 +98,7 @@ class Difference(enum.Enum):
     """The union includes ``name``, a model the reference defined but left out of it."""
 
 
-@dataclasses.dataclass(frozen=True)
-class KnownDifference:
+class KnownDifference(msgspec.Struct, frozen=True):
     """One deliberate difference between a message (or union) and the reference's model."""
 
     model: str
@@ -234,6 +231,8 @@ def resolve_message_type(name: str) -> Any:
             return registry[matches[0]]
         if matches:
             raise UnknownMessageTypeError(f"ambiguous message type {name!r}: one of {', '.join(matches)}")
+    import difflib  # only for the error message; not at import (the codec's import reads this module)
+
     close = difflib.get_close_matches(name, list(registry), n=3, cutoff=0.6)
     hint = f" (did you mean {' or '.join(close)}?)" if close else ""
     raise UnknownMessageTypeError(f"unknown message type {name!r}{hint}")
