@@ -33,11 +33,8 @@ class Answer:
 
     @property
     def status_code(self) -> int:
+        """The answer's status."""
         return self.response.status_code
-
-    @property
-    def request(self) -> httpx.Request:
-        return self.response.request
 
 
 def _content_length(headers: httpx.Headers) -> int | None:
