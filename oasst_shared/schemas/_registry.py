@@ -15,8 +15,9 @@ in decode errors (``_decode_errors.type_name``), the views' generator and the te
   difference with its reason; the schema export and the tests that walk the reference derive
   their allowances from it.
 
-The names are plain data; the modules are imported on the first call that needs a class
-(``functools.cache``), so importing this module, or a schema module, costs nothing more.
+The names are plain data; the message modules are imported on the first call that needs a class
+(built once, ``functools.cache``): importing a schema module does not import this one, and
+importing this one imports no message module.
 """
 
 from __future__ import annotations
@@ -261,19 +262,21 @@ def display_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or repr(tp)
 
 
-@cache
 def union_tags(union: Any) -> tuple[str, Mapping[Any, type[msgspec.Struct]]] | None:
     """``(tag_field, {tag: member})`` of a union whose members are all tagged on one field.
 
     None for anything else (not a union, an untagged member, members tagged on different fields).
     """
-    if not is_union(union):
-        return None
+    return _union_tags(union) if is_union(union) else None  # a union is hashable: typing hashes its members
+
+
+@cache
+def _union_tags(union: Any) -> tuple[str, Mapping[Any, type[msgspec.Struct]]] | None:
     members = typing.get_args(union)
-    infos = [msgspec.inspect.type_info(m) for m in members]
     by_tag: dict[Any, type[msgspec.Struct]] = {}
     fields: set[str | None] = set()
-    for member, info in zip(members, infos, strict=True):
+    for member in members:
+        info = msgspec.inspect.type_info(member)
         if not isinstance(info, msgspec.inspect.StructType):
             return None
         fields.add(info.tag_field)
