@@ -86,9 +86,13 @@ class OasstApiError(OasstError):
     """An error of one client request; ``method`` and ``path`` name the request.
 
     ``http_request`` is the ``httpx.Request`` that failed (the last attempt's) and
-    ``http_response`` the answer when there was one (its headers, status and request; the
-    body was read by the client under ``max_response_bytes``, its start is ``body_excerpt``).
-    ``method``, ``path`` and ``status_code`` are read from them.
+    ``http_response`` the answer when there was one: its status, headers and request. The
+    client read the body itself, under ``max_response_bytes`` (``http_response.content`` is
+    not set); its start is ``body_excerpt``. ``method``, ``path`` and ``status_code`` are read
+    from them. ``request`` stays the ``"METHOD /path"`` text it always was.
+
+    ``http_request.headers`` hold the API key (``X-API-Key``), as the request sent did: log
+    ``str(error)``, not the request's headers.
     """
 
     http_request: httpx.Request | None
