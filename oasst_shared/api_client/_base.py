@@ -22,7 +22,6 @@ from oasst_shared import __version__
 from oasst_shared.api_client._clock import AnyioClock, Clock
 from oasst_shared.api_client._errors import OasstApiTimeoutError
 from oasst_shared.api_client._mapping import (
-    NOTHING_SENT,
     deadline_error,
     status_error,
     transport_error,
@@ -220,10 +219,10 @@ class BaseApiClient:
         except TimeoutError:
             raise deadline_error(request, self.timeout) from None
         except httpx.TransportError as exc:
-            sent = not isinstance(exc, NOTHING_SENT)
+            error = transport_error(exc, request)
             return Failure(
-                transport_error(exc, request),
-                policy.retries_transport_error(request.method, request_sent=sent),
+                error,
+                policy.retries_transport_error(request.method, request_sent=error.request_sent),
                 reason=type(exc).__name__,
             )
         except httpx.RequestError as exc:  # e.g. a body that fails content decoding
