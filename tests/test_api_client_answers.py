@@ -14,6 +14,7 @@ from email.utils import format_datetime
 from http import HTTPStatus
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -32,6 +33,7 @@ from oasst_shared.api_client import (
     ValidLabelsResponse,
 )
 from oasst_shared.api_client._request import query
+from oasst_shared.api_client._response import UNCHECKED_CHUNKS
 from oasst_shared.exceptions import OasstError, OasstErrorCode
 from oasst_shared.schemas import protocol
 from tests.fault_server import MockBackend, SleepRecorder, respond, respond_json
@@ -448,3 +450,54 @@ def test_sync_facade_takes_a_transport(backend: MockBackend) -> None:
         assert api.fetch_system_stats().deleted == 2
     (request,) = backend.requests
     assert (request.method, request.path, request.headers["x-api-key"]) == ("GET", "/api/v1/stats/", API_KEY)
+
+
+class EndlessBody(httpx.AsyncByteStream):
+    """An answer body that never ends, counting the chunks the client pulled. With
+    ``checkpoints`` each chunk waits on the event loop first, as a socket read does."""
+
+    def __init__(self, chunk: bytes, *, checkpoints: bool) -> None:
+        self.chunk = chunk
+        self.checkpoints = checkpoints
+        self.pulled = 0
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            if self.checkpoints:
+                await anyio.sleep(0)
+            self.pulled += 1
+            yield self.chunk
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def fetch_capped(body: EndlessBody) -> OasstApiResponseError:
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, stream=body))
+    async with OasstApiClient(
+        "http://backend.test", API_KEY, transport=transport, max_response_bytes=10_000
+    ) as api:
+        with pytest.raises(OasstApiResponseError) as info:
+            await api.fetch_system_stats()
+    return info.value
+
+
+async def test_the_cap_cancels_the_read_of_an_endless_body() -> None:
+    body = EndlessBody(b" " * 1000, checkpoints=True)
+    error = await fetch_capped(body)
+    assert str(error).startswith("GET /api/v1/stats/: answer larger than 10000 bytes (status 200)")
+    assert body.pulled == 11  # ten chunks fit, the eleventh is over the cap: nothing more is read
+    assert body.closed  # the response was closed, not left to the garbage collector
+
+
+# Only on asyncio: the generators httpx stacks over a body are left half-way by the bounded
+# exit, and trio reports each one the garbage collector closes (a ResourceWarning).
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_body_that_never_yields_to_the_loop_is_left_after_a_bound() -> None:
+    body = EndlessBody(b" " * 1000, checkpoints=False)
+    error = await fetch_capped(body)
+    assert str(error).startswith("GET /api/v1/stats/: answer larger than 10000 bytes (status 200)")
+    # No checkpoint, so the cancellation never arrives: the read stops after a bounded number.
+    assert body.pulled == 11 + UNCHECKED_CHUNKS + 1
+    assert body.closed

@@ -19,9 +19,18 @@ from oasst_shared._decode_errors import DECODE_ERRORS, describe, type_name
 from oasst_shared.api_client._errors import OasstApiResponseError
 from oasst_shared.api_client._mapping import response_error, too_large_error
 
-__all__ = ["Answer", "decode_answer", "read_answer"]
+__all__ = ["UNCHECKED_CHUNKS", "Answer", "decode_answer", "read_answer"]
 
 T = TypeVar("T")
+
+UNCHECKED_CHUNKS = 1024
+"""Chunks a capped read takes past the cap while its cancellation is not delivered.
+
+Over a socket the cancellation arrives at the next read; until then httpx hands out what
+that read already buffered (at most 64 KiB, in chunks of a few bytes at least). A stream
+that reaches no checkpoint at all (an in-memory transport such as ``httpx.MockTransport``
+with an endless body) would never be cancelled: the read is left after this many.
+"""
 
 
 @dataclass(frozen=True)
@@ -62,15 +71,22 @@ async def read_answer(response: httpx.Response, cap: int | None) -> Answer:
     chunks: list[bytes] = []
     size = 0
     too_large = False
+    skipped = 0
     try:
         # Past the cap the read is cancelled, not just left: the cancellation comes up from
         # the next socket read through httpx's and httpcore's stream generators, closing the
         # connection and ending each generator (left half-way, they would be closed by the
         # garbage collector, with a ResourceWarning under trio). Chunks already buffered
         # are dropped on the way; nothing more is received.
+        # A stream that never reaches a checkpoint (an in-memory transport) cannot be
+        # cancelled this way: it is left after ``UNCHECKED_CHUNKS`` more chunks, and its
+        # generators to the garbage collector.
         with anyio.CancelScope() as stop_reading:
             async for chunk in response.aiter_bytes():
                 if too_large:
+                    skipped += 1
+                    if skipped > UNCHECKED_CHUNKS:
+                        break
                     continue
                 size += len(chunk)
                 if cap is not None and size > cap:
