@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
@@ -63,6 +64,9 @@ TERMINAL_RESPONSE_TYPES: Final = frozenset(
 """Response types after which the reference's event stream stops reading a message queue."""
 
 _DRAIN_PER_KEY: Final = 4096
+_COLD_SLICE: Final = 64
+"""Keys that are not hot scanned per hot round: any key is scanned within ceil(streams / 64)
+consecutive hot rounds."""
 _BACKOFF_FIRST: Final = 0.01
 _BACKOFF_MAX: Final = 0.5
 _NETWORK_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
@@ -106,6 +110,11 @@ def _pack(args: Sequence[Any]) -> bytes:
         append(b)
         append(b"\r\n")
     return b"".join(parts)
+
+
+def _bulk(b: bytes) -> bytes:
+    """One RESP bulk string."""
+    return b"$%d\r\n%s\r\n" % (len(b), b)
 
 
 def _check_id(name: str, value: object) -> str:
@@ -384,6 +393,10 @@ class Relay:
     - ``retry_timeout``: how long a connection refused/reset before a command is retried.
     - ``command_timeout``: longest wait for a non-blocking command's reply.
     - ``connect_timeout``: longest wait for one connection attempt.
+    - ``read_interval``: while frames keep arriving, the stream reader starts a round trip at
+      most once per this many seconds (default 1 ms), so the frames of that interval share it;
+      a frame that arrives when the reader is idle is delivered at once. 0: read again as soon
+      as a round trip ends (lowest latency, most round trips and most Redis work per frame).
 
     Use it as ``async with Relay(...) as relay:`` or call :meth:`aclose`. It belongs to the
     event loop that first uses it. asyncio only: redis-py's asyncio client does not run on trio.
@@ -399,6 +412,7 @@ class Relay:
         retry_timeout: float = 10.0,
         command_timeout: float = 10.0,
         connect_timeout: float = 5.0,
+        read_interval: float = 0.001,
     ) -> None:
         if isinstance(redis_or_url, str):
             pool: Any = aioredis.ConnectionPool.from_url(redis_or_url)
@@ -422,6 +436,10 @@ class Relay:
         """Most message ids a work queue holds (None or 0: no limit), as the reference."""
         self.message_queue_max_length = message_queue_max_length
         """Most frames a message queue holds (None or 0: no limit)."""
+        if not isinstance(read_interval, (int, float)) or not 0 <= read_interval <= 1:
+            raise ValueError(f"read_interval must be a number of seconds in [0, 1], got {read_interval!r}")
+        self.read_interval = float(read_interval)
+        """While frames flow, the reader starts a round trip at most once per this many seconds."""
         self._retry_timeout = retry_timeout
         self._connection_class = pool.connection_class
         kwargs = {
@@ -448,6 +466,12 @@ class Relay:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reader_task: asyncio.Task[None] | None = None
         self._subs: dict[bytes, Subscription] = {}
+        self._bulks: dict[bytes, bytes] = {}  # each stream's key as a RESP bulk string
+        self._ring: dict[bytes, None] = {}  # every key, in the order hot rounds scan them
+        self._hot: dict[bytes, None] = {}  # keys the next hot round pops
+        self._fresh: list[bytes] = []  # keys opened since the last round
+        # (subs version, BLPOP timeout, keys, the scan round's and the wait round's commands)
+        self._view: tuple[int, float, list[bytes], bytes, bytes] | None = None
         self._subs_version = 0
         self._subs_changed: asyncio.Event | None = None
         self._reader_blocked: int | None = None  # subs version the reader's BLPOP was sent with
@@ -459,8 +483,10 @@ class Relay:
         # how long the reader's BLPOP blocks: a new stream wakes it sooner (CLIENT UNBLOCK); without
         # CLIENT (ACL), it polls every 50 ms instead
         self._block_timeout = 1.0
+        self._wait_timeout = 1.0  # the BLPOP timeout in use (the one above, or 0.05 to poll)
         self._publish_sha = _scripts.sha1(_scripts.PUBLISH)
         self._drain_sha = _scripts.sha1(_scripts.DRAIN)
+        self._drain_head = _bulk(b"EVALSHA") + _bulk(self._drain_sha.encode())
         self._enqueue_sha = _scripts.sha1(_scripts.ENQUEUE)
         self._encode = codec.worker_response.encode
         self._decode = codec.worker_response.decode
@@ -777,14 +803,22 @@ class Relay:
                 key=sub.key,
                 operation="stream",
             )
-        self._subs[sub._bkey] = sub
+        key = sub._bkey
+        self._subs[key] = sub
+        self._bulks[key] = _bulk(key)
+        self._ring[key] = None
+        self._fresh.append(key)
         self._subs_changed_now()
         if self._reader_task is None:
             self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
 
     def _unregister(self, sub: Subscription) -> None:
-        if self._subs.get(sub._bkey) is sub:
-            del self._subs[sub._bkey]
+        key = sub._bkey
+        if self._subs.get(key) is sub:
+            del self._subs[key]
+            del self._bulks[key]
+            self._ring.pop(key, None)
+            self._hot.pop(key, None)
             self._subs_changed_now()
 
     def _subs_changed_now(self) -> None:
@@ -820,11 +854,30 @@ class Relay:
         finally:
             self._unblocking = False
 
+    # The reader. Each round is one round trip on the reader's connection, of one of three kinds:
+    # - a hot round, while some keys are hot (they gave more than one frame when last drained:
+    #   frames pile up between rounds): one EVALSHA of DRAIN popping the hot keys, the streams
+    #   opened since the last round, and the next _COLD_SLICE keys of a ring of every key
+    #   (scanned, popped only if non-empty). Its size follows the hot keys, not the open streams.
+    # - a scan round, when no key is hot but the last round found frames: DRAIN scanning every key
+    #   (the command packed once per change of the stream set).
+    # - a wait round, when the last round found nothing: the same scan pipelined with a BLPOP on
+    #   every key, which returns at once if a frame arrived since, else waits for one.
+    # While frames flow, a round starts at most once per read_interval: the round trips (and the
+    # scans of idle keys) are shared by the frames of that interval, and the reader blocks only
+    # when a round finds nothing. A BLPOP on many keys costs Redis far more than a scan of them
+    # (it registers the client on every key, then unregisters it), so at a steady low load the
+    # reader scans once per interval and never blocks.
+    # No key starves: a key that is not hot is scanned by every scan and wait round and, during
+    # a run of hot rounds, within ceil(streams / _COLD_SLICE) of them (the ring moves every key it
+    # scans to its end). Each key is popped by this one reader only: its frames arrive once, in order.
+
     async def _read_loop(self) -> None:
         link = self._reader
+        loop = asyncio.get_running_loop()
         generation = -1
-        drained_last = True
-        block_timeout = self._block_timeout
+        found = True  # the last round found frames: the next one does not block
+        started = -float("inf")
         while not self._stopping:
             if not self._subs:
                 ev = self._subs_changed
@@ -832,38 +885,44 @@ class Relay:
                 ev.clear()
                 await ev.wait()
                 continue
-            keys = list(self._subs)
+            if found:
+                delay = started + self.read_interval - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    continue  # the stream set may have changed (or emptied) meanwhile
+            t0 = time.monotonic()
             try:
-                conn = await link.connected(op="stream (BLPOP)", key=None, deadline=float("inf"))
+                conn = await link.connected(op="stream (BLPOP)", key=None, deadline=t0 + _BACKOFF_MAX)
+            except RelayConnectionError:
+                # Redis unreachable (or refusing us): streams that time out meanwhile say so
+                if self._reader_down_since is None:
+                    self._reader_down_since = t0
+                await asyncio.sleep(max(0.0, t0 + _BACKOFF_MAX - time.monotonic()))
+                continue
             except RelayError:
                 return  # closed
             if link.generation != generation:
                 generation = link.generation
                 self._reader_client_id = await self._reader_id(link)
-                block_timeout = self._block_timeout if self._reader_client_id is not None else 0.05
+                client_id = self._reader_client_id
+                self._wait_timeout = self._block_timeout if client_id is not None else 0.05
+                await self._load_drain(conn)
             try:
-                if drained_last:
-                    drained_last = await self._drain(conn, keys)
-                    continue
-                self._reader_blocked = self._subs_version
-                try:
-                    reply = await self._read_round_trip(conn, ["BLPOP", *keys, block_timeout])
-                finally:
-                    self._reader_blocked = None
-                if reply:
-                    self._deliver(reply[0], [reply[1]])
-                    drained_last = True
+                started = loop.time()
+                if not found:
+                    found = await self._wait_round(conn)
+                elif self._hot:
+                    found = await self._hot_round(conn)
+                else:
+                    found = await self._scan_round(conn)
             except asyncio.CancelledError:
                 raise
             except NoScriptError:
-                with contextlib.suppress(Exception):
-                    await conn.send_packed_command(
-                        _pack(("SCRIPT", "LOAD", _scripts.DRAIN)), check_health=False
-                    )
-                    await conn.read_response(disable_decoding=True)
+                await self._load_drain(conn)
             except ResponseError as exc:
                 # e.g. WRONGTYPE: a message key holds something other than a list. The drain
                 # ran for no key (a script error aborts it); end every stream with the error.
+                self._hot.clear()
                 for sub in list(self._subs.values()):
                     self._unregister(sub)
                     sub._fail(
@@ -881,28 +940,134 @@ class Relay:
                 with contextlib.suppress(Exception):
                     await conn.disconnect(nowait=True)
                 await asyncio.sleep(_BACKOFF_FIRST)
-                drained_last = True
+                self._hot.clear()
+                found = True  # the next round scans every key
 
-    async def _drain(self, conn: Any, keys: list[bytes]) -> bool:
-        """One round trip popping every frame waiting in ``keys`` (up to a cap per key) and
-        delivering them; True if any. One ``EVALSHA`` of ``LPOP key count`` per key."""
-        reply = await self._read_round_trip(
-            conn, ["EVALSHA", self._drain_sha, len(keys), *keys, _DRAIN_PER_KEY]
-        )
-        got = False
-        if reply:
-            for i in range(0, len(reply), 2):
-                frames = reply[i + 1]
-                if frames:
-                    got = True
-                    self._deliver(keys[int(reply[i]) - 1], frames)
-        return got
-
-    async def _read_round_trip(self, conn: Any, args: list[Any]) -> Any:
-        await conn.send_packed_command(_pack(args), check_health=False)
-        reply = await conn.read_response(disable_decoding=True)
+    async def _hot_round(self, conn: Any) -> bool:
+        """Drain the hot keys, the fresh ones and a slice of the ring; True if any frame."""
+        subs = self._subs
+        hot = self._hot
+        keys = list(hot)
+        fresh, self._fresh = self._fresh, []
+        for k in fresh:
+            if k in subs and k not in hot:
+                hot[k] = None  # drained unconditionally this round (dropped if it yields nothing)
+                keys.append(k)
+        nhot = len(keys)
+        ring = self._ring
+        for k in list(itertools.islice(ring, _COLD_SLICE)):
+            del ring[k]
+            ring[k] = None  # to the end of the ring: scanned again after every other key
+            if k not in hot:
+                keys.append(k)
+        await conn.send_packed_command(self._drain_cmd(keys, nhot), check_health=False)
+        reply = await self._read_drain(conn, keys)
         self._reader_down_since = None
-        return reply
+        return self._take(reply, keys, nhot)
+
+    def _current_view(self) -> tuple[int, float, list[bytes], bytes, bytes]:
+        """The packed scan of every key, and the same pipelined with the BLPOP on every key."""
+        block_timeout = self._wait_timeout
+        view = self._view
+        if view is None or view[0] != self._subs_version or view[1] != block_timeout:
+            keys = list(self._subs)
+            bulks = self._bulks
+            body = b"".join([bulks[k] for k in keys])
+            scan = self._drain_cmd(keys, 0, body)
+            blpop = b"*%d\r\n$5\r\nBLPOP\r\n" % (len(keys) + 2)
+            wait = b"".join((scan, blpop, body, _bulk(repr(float(block_timeout)).encode())))
+            view = self._view = (self._subs_version, block_timeout, keys, scan, wait)
+        self._fresh.clear()  # every open stream's key is in the round
+        return view
+
+    async def _scan_round(self, conn: Any) -> bool:
+        """Drain every key (one round trip); True if any frame."""
+        _, _, keys, scan, _ = self._current_view()
+        await conn.send_packed_command(scan, check_health=False)
+        reply = await self._read_drain(conn, keys)
+        self._reader_down_since = None
+        return self._take(reply, keys, 0)
+
+    async def _wait_round(self, conn: Any) -> bool:
+        """Drain every key, then block on every key (BLPOP), pipelined; True if any frame."""
+        version, _, keys, _, wait = self._current_view()
+        self._reader_blocked = version
+        err: ResponseError | None = None
+        found = False
+        try:
+            await conn.send_packed_command(wait, check_health=False)
+            try:
+                reply = await self._read_drain(conn, keys)
+            except ResponseError as exc:
+                err = exc
+            else:
+                found = self._take(reply, keys, 0)
+            self._reader_down_since = None
+            try:
+                popped = await conn.read_response(disable_decoding=True)
+            except ResponseError as exc:
+                err = err or exc
+            else:
+                if popped:
+                    found = True
+                    self._deliver(popped[0], [popped[1]])
+        finally:
+            self._reader_blocked = None
+        if err is not None:
+            raise err
+        return found
+
+    def _drain_cmd(self, keys: list[bytes], nhot: int, body: bytes | None = None) -> bytes:
+        """The DRAIN call for ``keys`` (the first ``nhot`` popped, the rest scanned), packed."""
+        if body is None:
+            bulks = self._bulks
+            body = b"".join([bulks[k] for k in keys])
+        n = len(keys)
+        return b"".join(
+            (
+                b"*%d\r\n" % (n + 5),
+                self._drain_head,
+                _bulk(b"%d" % n),
+                body,
+                _bulk(b"%d" % _DRAIN_PER_KEY),
+                _bulk(b"%d" % nhot),
+            )
+        )
+
+    async def _read_drain(self, conn: Any, keys: list[bytes]) -> Any:
+        """The reply to ``_drain_cmd(keys, ...)``: [index1, frames1, index2, frames2, ...] for
+        the keys that had frames (1-based indexes into ``keys``)."""
+        return await conn.read_response(disable_decoding=True)
+
+    def _take(self, reply: Any, keys: list[bytes], nhot: int) -> bool:
+        """Deliver a DRAIN reply; True if it had frames. The next hot set is the keys that gave
+        more than one frame, or any frame if drained as hot (the first ``nhot`` of ``keys``)."""
+        hot: dict[bytes, None] = {}
+        self._hot = hot
+        if not reply:
+            return False
+        deliver = self._deliver
+        subs = self._subs
+        for i in range(0, len(reply), 2):
+            idx = int(reply[i]) - 1
+            frames = reply[i + 1]
+            key = keys[idx]
+            if (idx < nhot or len(frames) > 1) and key in subs:
+                hot[key] = None
+            deliver(key, frames)
+        return True
+
+    async def _load_drain(self, conn: Any) -> None:
+        """Load DRAIN on a new reader connection, so its first round does not get NOSCRIPT
+        (a wait round would then block before loading it)."""
+        try:
+            await conn.send_packed_command(_pack(("SCRIPT", "LOAD", _scripts.DRAIN)), check_health=False)
+            await conn.read_response(disable_decoding=True)
+        except ResponseError:
+            pass  # SCRIPT not allowed: the round gets NOSCRIPT and says so
+        except (*_NETWORK_ERRORS, RedisError):
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
 
     async def _reader_id(self, link: _Link) -> bytes | None:
         conn = link.conn

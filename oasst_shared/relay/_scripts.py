@@ -13,6 +13,9 @@ from typing import Final
 # then for each key: its frame count n and its n frames. Pushes each key's frames in order
 # (as many as fit under the max length: a suffix that does not fit is not pushed), sets the
 # key's expiry once, and returns for each key how many of its frames were pushed.
+# One RPUSH per key (its reply is the new length); only a push that overflows the max length
+# pays a second call, an RPOP of the suffix that did not fit (within the script: no reader ever
+# sees it).
 PUBLISH: Final = """
 local expire = tonumber(ARGV[1])
 local maxlen = tonumber(ARGV[2])
@@ -22,19 +25,21 @@ for k = 1, #KEYS do
   local key = KEYS[k]
   local n = tonumber(ARGV[i])
   i = i + 1
-  local take = n
-  if maxlen > 0 then
-    local room = maxlen - redis.call('LLEN', key)
-    if room < take then take = room end
-    if take < 0 then take = 0 end
-  end
+  local len = 0
   local j = i
-  local last = i + take - 1
+  local last = i + n - 1
   while j <= last do
     local e = j + 4999
     if e > last then e = last end
-    redis.call('RPUSH', key, unpack(ARGV, j, e))
+    len = redis.call('RPUSH', key, unpack(ARGV, j, e))
     j = e + 1
+  end
+  local take = n
+  if maxlen > 0 and len > maxlen then
+    local over = len - maxlen
+    if over > n then over = n end
+    redis.call('RPOP', key, over)
+    take = n - over
   end
   if take > 0 and expire > 0 then redis.call('EXPIRE', key, expire) end
   res[k] = take
@@ -43,17 +48,40 @@ end
 return res
 """
 
-# KEYS: message queues. ARGV[1]: the most frames to pop per key. Returns a flat array
-# [index1, frames1, index2, frames2, ...] for the keys that had frames (1-based key index).
+# KEYS: message queues, the first ARGV[2] of them "hot" (expected to hold frames), the rest to
+# scan. ARGV[1]: the most frames to pop per key. Pops every hot key (LPOP key count); scans the
+# others 32 at a time with one EXISTS each and pops only in a group that has a non-empty key,
+# stopping at the group's count. A Lua redis.call costs several times a key lookup, so an idle
+# key costs a fraction of an LPOP. Returns a flat array [index1, frames1, index2, frames2, ...]
+# for the keys that had frames (1-based key index), in key order.
 DRAIN: Final = """
 local n = tonumber(ARGV[1])
+local nhot = tonumber(ARGV[2])
+local total = #KEYS
 local out = {}
-for k = 1, #KEYS do
+for k = 1, nhot do
   local v = redis.call('LPOP', KEYS[k], n)
   if v then
     out[#out + 1] = k
     out[#out + 1] = v
   end
+end
+local i = nhot + 1
+while i <= total do
+  local e = i + 31
+  if e > total then e = total end
+  local c = redis.call('EXISTS', unpack(KEYS, i, e))
+  local k = i
+  while c > 0 and k <= e do
+    local v = redis.call('LPOP', KEYS[k], n)
+    if v then
+      out[#out + 1] = k
+      out[#out + 1] = v
+      c = c - 1
+    end
+    k = k + 1
+  end
+  i = e + 1
 end
 return out
 """

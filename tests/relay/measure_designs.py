@@ -8,7 +8,9 @@ tokens/s. Designs:
 * ``per-message``: the reference's pattern with our structs: ``RPUSH`` + ``EXPIRE`` per token through a
   redis-py client, one ``BLPOP`` per token per stream.
 * ``relay-pipelined``: the relay's group commit and single reader, but a flush is a pipeline of
-  ``RPUSH`` + ``EXPIRE`` per queue and a drain is a pipeline of ``LPOP key count`` per stream.
+  ``RPUSH`` + ``EXPIRE`` per queue and a drain is a pipeline of ``LPOP key count`` per key it
+  drains (the same rounds as the relay: hot keys and a slice while frames pile up, else every
+  key with a ``BLPOP`` behind).
 * ``relay``: the relay as built: one ``EVALSHA`` per flush and one ``EVALSHA`` per drain.
 """
 
@@ -23,7 +25,7 @@ import redis.asyncio as aioredis
 
 from oasst_shared import codec
 from oasst_shared.relay import Relay, message_queue_key
-from oasst_shared.relay._relay import _DRAIN_PER_KEY, _Batch
+from oasst_shared.relay._relay import _DRAIN_PER_KEY, _Batch, _pack
 from oasst_shared.schemas import inference
 from tests.redis_server import running_redis
 
@@ -57,18 +59,16 @@ class PipelinedRelay(Relay):
             if not fut.done():
                 fut.set_result(None)
 
-    async def _drain(self, conn: Any, keys: list[bytes]) -> bool:
-        await conn.send_packed_command(
-            conn.pack_commands([("LPOP", k, _DRAIN_PER_KEY) for k in keys]), check_health=False
-        )
-        got = False
-        for k in keys:
+    def _drain_cmd(self, keys: list[bytes], nhot: int, body: bytes | None = None) -> bytes:
+        return b"".join(_pack(("LPOP", k, _DRAIN_PER_KEY)) for k in keys)
+
+    async def _read_drain(self, conn: Any, keys: list[bytes]) -> Any:
+        out: list[Any] = []
+        for i in range(len(keys)):
             frames = await conn.read_response(disable_decoding=True)
             if frames:
-                got = True
-                self._deliver(k, frames)
-        self._reader_down_since = None
-        return got
+                out += [i + 1, frames]
+        return out
 
 
 async def run_relay(url: str, cls: type[Relay], k: int, n: int) -> int:
