@@ -233,6 +233,24 @@ async def test_message_queue_max_length(redis_url: str) -> None:
         await relay.publish("full", token(9))
 
 
+async def test_a_queue_already_over_the_max_length_takes_nothing(redis_url: str) -> None:
+    # another writer (e.g. a reference server, which has no limit) filled it past the maximum:
+    # the publish pushes nothing and leaves the list (and its expiry) as it was
+    client = aioredis.Redis.from_url(redis_url)
+    await client.rpush("message:over", *(token_frame(i) for i in range(5)))
+    async with Relay(redis_url, message_queue_max_length=3) as relay:
+        with pytest.raises(QueueFullError):
+            await relay.publish("over", token(9))
+        results = await asyncio.gather(
+            relay.publish("over", token(10)), relay.publish("room", token(11)), return_exceptions=True
+        )
+        assert isinstance(results[0], QueueFullError) and results[1] is None
+    assert await client.lrange("message:over", 0, -1) == [token_frame(i) for i in range(5)]
+    assert await client.ttl("message:over") == -1
+    assert await client.lrange("message:room", 0, -1) == [token_frame(11)]
+    await client.aclose()
+
+
 async def test_publish_and_stream_reject_bad_ids(relay: Relay) -> None:
     with pytest.raises(ValueError, match="message_id"):
         await relay.publish("", token(0))

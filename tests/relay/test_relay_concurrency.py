@@ -4,7 +4,8 @@ Each example: several message queues, each with its own token sequence; one driv
 publishes in a drawn global order, some awaited one by one and some fired together (so they
 share flushes), with drawn yields in between; consumers start before, during or after the
 publishing, in raw or struct mode, on one relay or on a second relay (another "server process"
-sharing the Redis). Every consumer must get exactly its sequence, in order, then the terminal.
+sharing the Redis), whose readers go back to Redis at once or once per millisecond. Every
+consumer must get exactly its sequence, in order, then the terminal.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         "raw": draw(st.lists(st.booleans(), min_size=n_streams, max_size=n_streams)),
         "as_bytes": draw(st.lists(st.booleans(), min_size=n_streams, max_size=n_streams)),
         "other_relay": draw(st.lists(st.booleans(), min_size=n_streams, max_size=n_streams)),
+        "read_interval": draw(st.sampled_from([0.0, 0.001])),
     }
 
 
@@ -58,7 +60,11 @@ async def test_every_stream_gets_its_frames_once_in_order(
     lengths: list[int] = sc["lengths"]
     run = next(_ids)
     mids = [f"hyp{run}-{s}" for s in range(len(lengths))]
-    async with Relay(redis_server.url) as relay, Relay(redis_server.url) as other:
+    interval = sc["read_interval"]
+    async with (
+        Relay(redis_server.url, read_interval=interval) as relay,
+        Relay(redis_server.url, read_interval=interval) as other,
+    ):
         results: dict[int, list[Any]] = {}
 
         async def consume(s: int) -> None:

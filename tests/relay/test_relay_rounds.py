@@ -1,0 +1,209 @@
+"""The reader's rounds against a real Redis: their Redis work follows the keys that hold frames,
+not the open streams, and no stream starves while others keep the reader busy.
+
+Frames are pushed by a plain redis-py client (``RPUSH``, as a reference server process does), so
+every ``EVALSHA`` Redis counts is a reader round (the relay's publish is also a script), and
+``INFO commandstats`` counts the ``LPOP``/``EXISTS`` calls the rounds made inside the script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from oasst_shared.relay import Relay, Subscription
+from oasst_shared.relay._relay import _COLD_SLICE
+from tests.relay.helpers import final, token, token_frame
+
+pytestmark = pytest.mark.anyio
+
+
+async def command_calls(client: aioredis.Redis) -> dict[str, int]:
+    stats = await client.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+def delta(after: dict[str, int], before: dict[str, int], name: str) -> int:
+    return after.get(name, 0) - before.get(name, 0)
+
+
+class Flood:
+    """A plain client pushing ``per_push`` frames to one key per loop turn until stopped, and a
+    subscription taking them, checking that they come once and in order."""
+
+    def __init__(self, relay: Relay, client: aioredis.Redis, message_id: str, per_push: int = 16) -> None:
+        self.relay = relay
+        self.client = client
+        self.key = f"message:{message_id}"
+        self.message_id = message_id
+        self.per_push = per_push
+        self.sent = 0
+        self.received = 0
+        self.stop = asyncio.Event()
+
+    async def push(self) -> None:
+        while not self.stop.is_set():
+            frames = [token_frame(self.sent + i) for i in range(self.per_push)]
+            await self.client.rpush(self.key, *frames)
+            self.sent += self.per_push
+            await asyncio.sleep(0)
+
+    async def take(self, sub: Subscription) -> None:
+        while not self.stop.is_set() or self.received < self.sent:
+            for frame in await sub.next_batch(5):
+                assert frame == token_frame(self.received), f"frame {self.received} of the flood"
+                self.received += 1
+
+
+@pytest.fixture
+async def plain(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def open_idle(relay: Relay, n: int, stack: list[Subscription]) -> None:
+    for i in range(n):
+        sub = relay.subscribe(f"idle{i}")
+        await sub.__aenter__()
+        stack.append(sub)
+
+
+async def test_rounds_pop_the_busy_key_not_every_idle_one(redis_url: str, plain: aioredis.Redis) -> None:
+    idle: list[Subscription] = []
+    async with Relay(redis_url) as relay:
+        await open_idle(relay, 1000, idle)
+        flood = Flood(relay, plain, "busy")
+        async with relay.subscribe("busy") as sub:
+            taker = asyncio.create_task(flood.take(sub))
+            pusher = asyncio.create_task(flood.push())
+            await asyncio.sleep(0.3)  # the busy key turns hot
+            before = await command_calls(plain)
+            await asyncio.sleep(0.5)
+            after = await command_calls(plain)
+            flood.stop.set()
+            await asyncio.gather(pusher, taker)
+        rounds = delta(after, before, "evalsha")
+        lpops = delta(after, before, "lpop")
+        exists = delta(after, before, "exists")
+        assert rounds > 20
+        assert flood.received == flood.sent > 0
+        # a round that drained every key would make 1001 LPOP calls (the old design), and a scan of
+        # every key 32 EXISTS; a hot round pops the busy key and scans one slice of the idle ones
+        assert lpops / rounds < 3, (lpops, rounds)
+        assert exists / rounds <= _COLD_SLICE // 32 + 2, (exists, rounds)
+        for s in idle:
+            await s.aclose()
+
+
+async def test_a_quiet_stream_is_not_starved_by_a_flooded_one(redis_url: str, plain: aioredis.Redis) -> None:
+    idle: list[Subscription] = []
+    async with Relay(redis_url) as relay:
+        await open_idle(relay, 300, idle)
+        flood = Flood(relay, plain, "flooded")
+        async with relay.subscribe("flooded") as fsub, relay.subscribe("quiet") as qsub:
+            taker = asyncio.create_task(flood.take(fsub))
+            pusher = asyncio.create_task(flood.push())
+            try:
+                await asyncio.sleep(0.3)  # the flooded key is hot, "quiet" is neither hot nor fresh
+                before = await command_calls(plain)
+                await plain.rpush("message:quiet", token_frame(7))
+                got = await asyncio.wait_for(qsub.next_batch(10), timeout=10)
+                after = await command_calls(plain)
+                assert not flood.stop.is_set()  # it came while the flood went on
+            finally:
+                flood.stop.set()
+                await asyncio.gather(pusher, taker)
+        assert got == [token_frame(7)]
+        # within ceil(keys / slice) hot rounds, plus the rounds in flight around the two INFO calls
+        keys = 300 + 2
+        assert delta(after, before, "evalsha") <= math.ceil(keys / _COLD_SLICE) + 3
+        for s in idle:
+            await s.aclose()
+
+
+async def test_a_stream_opened_during_a_flood_gets_its_waiting_frames_next_round(
+    redis_url: str, plain: aioredis.Redis
+) -> None:
+    idle: list[Subscription] = []
+    async with Relay(redis_url) as relay:
+        await open_idle(relay, 300, idle)
+        flood = Flood(relay, plain, "flood2")
+        await plain.rpush("message:late", *(token_frame(i) for i in range(3)))
+        async with relay.subscribe("flood2") as fsub:
+            taker = asyncio.create_task(flood.take(fsub))
+            pusher = asyncio.create_task(flood.push())
+            try:
+                await asyncio.sleep(0.3)
+                before = await command_calls(plain)
+                async with relay.subscribe("late") as late:
+                    got = await asyncio.wait_for(late.next_batch(10), timeout=10)
+                    after = await command_calls(plain)
+            finally:
+                flood.stop.set()
+                await asyncio.gather(pusher, taker)
+        assert got == [token_frame(i) for i in range(3)]
+        assert delta(after, before, "evalsha") <= 3  # a fresh key is popped in the next round
+        for s in idle:
+            await s.aclose()
+
+
+async def test_frames_arrive_once_in_order_across_hot_scan_and_wait_rounds(redis_url: str) -> None:
+    # bursts (keys turn hot), trickles (scan rounds) and pauses (wait rounds), on 40 streams
+    async with Relay(redis_url) as relay:
+        n = 40
+        counts = [0] * n
+
+        async def consume(s: int) -> list[int]:
+            got = []
+            async for m in relay.stream(f"mix{s}", timeout=10):
+                got.append(getattr(m, "token_id", -1))
+            return got
+
+        tasks = [asyncio.create_task(consume(s)) for s in range(n)]
+        await asyncio.sleep(0.05)
+        for step in range(60):
+            if step % 10 < 3:  # a burst: many frames to a few keys in one flush
+                keys = (step % 7, 8)
+                burst = [relay.publish(f"mix{s}", token(counts[s] + i)) for s in keys for i in range(20)]
+                for s in keys:
+                    counts[s] += 20
+                await asyncio.gather(*burst)
+            elif step % 10 < 8:  # a trickle: one frame to one key
+                s = (step * 13) % n
+                await relay.publish(f"mix{s}", token(counts[s]))
+                counts[s] += 1
+                await asyncio.sleep(0.0005)
+            else:  # a pause: the reader blocks
+                await asyncio.sleep(0.02)
+        await asyncio.gather(*(relay.publish(f"mix{s}", final()) for s in range(n)))
+        results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+    for s in range(n):
+        assert results[s] == [*range(counts[s]), -1], f"stream {s}"
+
+
+@pytest.mark.parametrize("interval", [0, 0.001, 0.02])
+async def test_read_interval_bounds_the_wait_while_frames_flow(redis_url: str, interval: float) -> None:
+    async with Relay(redis_url, read_interval=interval) as relay:
+        assert relay.read_interval == interval
+
+        async def consume() -> list[int]:
+            return [getattr(m, "token_id", -1) async for m in relay.stream("ri", timeout=10)]
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.05)
+        for i in range(30):
+            await relay.publish("ri", token(i))
+            await asyncio.sleep(0.001)
+        await relay.publish("ri", final())
+        assert await asyncio.wait_for(task, timeout=10) == [*range(30), -1]
+
+
+async def test_read_interval_is_checked(redis_url: str) -> None:
+    for bad in (-0.001, 2, "1ms", None):
+        with pytest.raises(ValueError, match="read_interval"):
+            Relay(redis_url, read_interval=bad)  # type: ignore[arg-type]
