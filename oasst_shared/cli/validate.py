@@ -28,6 +28,7 @@ from typing import IO, Any, Final
 import msgspec
 
 from oasst_shared._decode_errors import DECODE_ERRORS, describe
+from oasst_shared.codec._errors import frame_tag
 from oasst_shared.schemas._registry import UnknownMessageTypeError, is_union, message_type_name, union_tags
 
 __all__ = [
@@ -133,7 +134,6 @@ class MessageValidator:
         self._collected: list[bytes] = []
         self._collected_bytes = 0
         self._collect_start = 0
-        self._tag_probe: msgspec.json.Decoder[Any] | None = None
         self._tag_field = ""
         self._tag_labels: dict[Any, str] = {}
         self._setup_tag_probe()
@@ -260,8 +260,6 @@ class MessageValidator:
         if tags is None:  # not a union, or its members are untagged or tagged on different fields
             return
         tag_field, members = tags
-        probe = msgspec.defstruct("_TagProbe", [(tag_field, Any, None)])
-        self._tag_probe = msgspec.json.Decoder(probe)
         self._tag_field = tag_field
         self._tag_labels = {tag: member.__name__ for tag, member in members.items()}
 
@@ -269,13 +267,10 @@ class MessageValidator:
         """The type an invalid message claims to be: its tag's member for a union."""
         if not is_union(self._type):
             return self.type_name
-        if self._tag_probe is None:
+        if not self._tag_field:
             return UNKNOWN
-        try:
-            tag = getattr(self._tag_probe.decode(line), self._tag_field)
-            return self._tag_labels.get(tag, UNKNOWN)
-        except Exception:  # unreadable (malformed, unhashable tag, too deep): unknown
-            return UNKNOWN
+        tag = frame_tag(line, fields=(self._tag_field,))  # None when unreadable
+        return self._tag_labels.get(tag, UNKNOWN)
 
 
 def _type_name(message_type: Any) -> str:
