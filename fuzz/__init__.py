@@ -1,7 +1,7 @@
 """Coverage-guided fuzzing of the codec entry points with atheris (optional: ``make fuzz``).
 
 One harness per entry point; each feeds libFuzzer's inputs to the same oracles the hypothesis
-suites use (``tests/test_hostile_*.py``), so a crash is either an exception other than the
+suites use (``tests/support/hostile*.py``), so a crash is either an exception other than the
 documented ``FrameDecodeError`` or a wrong value (an assertion of the oracle):
 
 ==========================  ==============================================================
@@ -24,5 +24,5 @@ Run one from the repository root (atheris is not a dependency: ``pip install ath
 Without a corpus directory, one is made under ``$TMPDIR/oasst-fuzz/<harness>`` and seeded
 with valid frames. Every libFuzzer flag works (``-runs=``, ``-max_len=``, ``-jobs=``). A crash
 is written to ``crash-<sha1>`` in the current directory; replay it with the harness and the
-file as argument, then turn it into a regression test in ``tests/test_hostile_*.py``.
+file as argument, then turn it into a regression test in ``tests/codec/test_hostile_*.py``.
 """

@@ -58,7 +58,7 @@ def union_harness(
     is tried as JSON bytes, as ``str`` (surrogates allowed), as MessagePack, and as a few
     edits of a valid frame in either format."""
     from tests.strategies import instances
-    from tests.test_hostile_input import check_union_json, check_union_msgpack
+    from tests.support.hostile import check_union_json, check_union_msgpack
 
     pool_json = seeds_of(instances(json_codec.type), json_codec.encode, count=60)
     pool_msgpack = seeds_of(instances(json_codec.type), msgpack_codec.encode, count=60)
@@ -78,7 +78,7 @@ def union_harness(
 
 def _dictionary_tokens(types: Iterable[Any]) -> set[bytes]:
     """Every field name and tag value reachable from ``types``, and the hostile snippets."""
-    from tests.test_hostile_common import SNIPPETS
+    from tests.support.hostile import SNIPPETS
 
     tokens = set(SNIPPETS)
     seen: set[Any] = set()

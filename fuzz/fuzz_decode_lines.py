@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from fuzz._harness import run, seeds_of
 from tests.strategies import instances
-from tests.test_hostile_streams import check_ndjson
+from tests.support.hostile_streams import check_ndjson
 
 NAME = "WorkerResponse"
 

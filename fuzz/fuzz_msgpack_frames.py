@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from fuzz._harness import run, seeds_of
 from tests.strategies import instances
-from tests.test_hostile_common import Failed, attempt, factory_only_difference
-from tests.test_hostile_streams import chunked, reference_frames
+from tests.support.hostile import Failed, attempt, factory_only_difference
+from tests.support.hostile_streams import chunked, reference_frames
 
 NAME = "WorkerResponse"
 LIMIT = 4096

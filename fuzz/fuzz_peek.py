@@ -11,8 +11,7 @@ with atheris.instrument_imports(include=["oasst_shared"]):
 
 from fuzz._harness import near_valid, run, seeds_of
 from tests.strategies import instances
-from tests.test_hostile_common import Failed, attempt
-from tests.test_hostile_input import check_peek
+from tests.support.hostile import Failed, attempt, check_peek
 
 POOL = seeds_of(instances(codec.worker_response.type), codec.worker_response.encode) + seeds_of(
     instances(codec.worker_request.type), codec.worker_request.encode

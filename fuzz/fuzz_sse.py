@@ -10,7 +10,7 @@ with atheris.instrument_imports(include=["oasst_shared"]):
 
 from fuzz._harness import run, seeds_of
 from tests.strategies import instances
-from tests.test_hostile_streams import SSE_PIECES, chunked, feed_all, reference_sse
+from tests.support.hostile_streams import SSE_PIECES, chunked, feed_all, reference_sse
 
 
 def test_one_input(data: bytes) -> None:

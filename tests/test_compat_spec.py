@@ -23,7 +23,7 @@ from oasst_compat import OasstModel
 from oasst_compat.model_configs import MODEL_CONFIGS
 from oasst_compat.schemas import inference as view_inference
 from oasst_shared.schemas._registry import KNOWN_DIFFERENCES, Difference, extra_union_members
-from tests.test_compat_helpers import MODULE_PAIRS, UNIONS
+from tests.support.compat import MODULE_PAIRS, UNIONS
 
 # The view walk's names for each kind of known difference (the registry's KNOWN_DIFFERENCES that
 # the views share); an extra union member is checked by the union test.

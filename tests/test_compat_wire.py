@@ -25,7 +25,7 @@ from pydantic import TypeAdapter
 from oasst_compat import from_pydantic, to_pydantic
 from oasst_shared.schemas.base import OasstStruct
 from tests.strategies import instances, normalize_json, reference_json
-from tests.test_compat_helpers import CONCRETE_STRUCTS, UNIONS, view_of
+from tests.support.compat import CONCRETE_STRUCTS, UNIONS, view_of
 
 SETTINGS = settings(
     max_examples=10,

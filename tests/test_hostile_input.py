@@ -9,7 +9,7 @@ levels of nesting, ...); duplicate keys; raw surrogates in ``str`` input.
 
 Every outcome is the right value (equal to what msgspec itself decodes, and surviving a round
 trip; a replaced value reads back as what was sent) or the documented error (see
-``tests/test_hostile_common.py``). The stream decoders (NDJSON, msgpack framing, SSE) and the
+``tests/support/hostile.py``). The stream decoders (NDJSON, msgpack framing, SSE) and the
 limits are in ``test_hostile_streams.py``.
 """
 
@@ -32,20 +32,21 @@ from oasst_shared import codec
 from oasst_shared.codec import FrameDecodeError, JsonCodec, MsgpackCodec
 from oasst_shared.schemas import inference, protocol
 from tests.strategies import instances
-from tests.test_hostile_common import (
+from tests.support.hostile import (
     ALL_STRUCTS,
     CODECS,
-    MSGSPEC_ERRORS,
     SNIPPETS,
     Failed,
     attempt,
+    check_struct_json,
+    check_union_json,
+    check_union_msgpack,
     deep_array,
     deep_object,
     factory_only_difference,
     frame_decode_error_is_well_formed,
     mutated,
     numbers_equal,
-    union_members,
 )
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
@@ -54,84 +55,6 @@ EVERY_PATH = settings(max_examples=2, deadline=None, suppress_health_check=list(
 
 STRUCT_IDS = [cls.__name__ for cls in ALL_STRUCTS]
 DEPTH = 100_000
-
-
-# ------------------------------------------------------------------------------- oracles
-
-
-def check_struct_json(cls: Any, data: bytes | str) -> Any:
-    """``parse_raw`` agrees with ``msgspec.json.decode(type=cls)`` on ``data`` and raises only
-    ``msgspec.DecodeError``; a decoded value survives a JSON round trip. Returns the value or
-    ``Failed``."""
-    raw = attempt(lambda: msgspec.json.decode(data, type=cls), MSGSPEC_ERRORS)
-    ours = attempt(lambda: cls.parse_raw(data), (msgspec.DecodeError,))
-    if isinstance(raw, Failed):
-        assert isinstance(ours, Failed), f"msgspec failed ({raw}) but parse_raw gave {ours!r}"
-        if isinstance(raw.exc, msgspec.ValidationError):
-            assert isinstance(ours.exc, msgspec.ValidationError), ours
-        return ours
-    assert not isinstance(ours, Failed), f"msgspec decoded {raw!r} but parse_raw failed: {ours}"
-    assert type(ours) is cls
-    assert factory_only_difference(raw, ours), (raw, ours)
-    assert cls.parse_raw(msgspec.json.encode(ours)) == ours
-    assert cls.parse_raw(ours.json()) == ours
-    return ours
-
-
-def check_union_json(name: str, data: bytes | str) -> Any:
-    """The union's JSON codec agrees with msgspec and raises only ``FrameDecodeError``; for the
-    worker unions, the envelope peek never disagrees with a successful full decode."""
-    json_codec, _, union = CODECS[name]
-    raw = attempt(lambda: msgspec.json.decode(data, type=union), MSGSPEC_ERRORS)
-    ours = attempt(lambda: json_codec.decode(data), (FrameDecodeError,))
-    if name in ("WorkerResponse", "WorkerRequest"):
-        check_peek(name, data, ours)
-    if isinstance(raw, Failed):
-        assert isinstance(ours, Failed), f"msgspec failed ({raw}) but the codec gave {ours!r}"
-        frame_decode_error_is_well_formed(ours.exc, data)
-        return ours
-    assert not isinstance(ours, Failed), f"msgspec decoded {raw!r} but the codec failed: {ours}"
-    assert type(ours) in union_members(union)
-    assert factory_only_difference(raw, ours), (raw, ours)
-    assert json_codec.decode(json_codec.encode(ours)) == ours
-    return ours
-
-
-def check_union_msgpack(name: str, data: bytes) -> Any:
-    _, msgpack_codec, union = CODECS[name]
-    raw = attempt(lambda: msgspec.msgpack.decode(data, type=union), MSGSPEC_ERRORS)
-    ours = attempt(lambda: msgpack_codec.decode(data), (FrameDecodeError,))
-    if isinstance(raw, Failed):
-        assert isinstance(ours, Failed), f"msgspec failed ({raw}) but the codec gave {ours!r}"
-        frame_decode_error_is_well_formed(ours.exc, data)
-        return ours
-    assert not isinstance(ours, Failed), f"msgspec decoded {raw!r} but the codec failed: {ours}"
-    assert type(ours) in union_members(union)
-    assert factory_only_difference(raw, ours), (raw, ours)
-    frame = msgpack_codec.encode(ours)
-    assert msgpack_codec.encode(msgpack_codec.decode(frame)) == frame  # NaN-proof equality
-    return ours
-
-
-def check_peek(name: str, data: bytes | str, full: Any) -> None:
-    """A relay may route by the peek: whenever the full decode succeeds, the peek must too and
-    give the same tag and id; whenever the peek fails, the full decode must fail too."""
-    if name == "WorkerResponse":
-        peek, tag_field, id_field = codec.peek_worker_response, "response_type", "request_id"
-    else:
-        peek, tag_field, id_field = codec.peek_worker_request, "request_type", "id"
-    env = attempt(lambda: peek(data), (FrameDecodeError,))
-    if isinstance(env, Failed):
-        frame_decode_error_is_well_formed(env.exc, data)
-        assert isinstance(full, Failed), f"peek failed ({env}) on a frame that decodes: {full!r}"
-        return
-    if isinstance(full, Failed):
-        return  # the peek checks the envelope only
-    assert getattr(env, tag_field) == getattr(full, tag_field)
-    # ``id`` of a request is drawn at random when the frame has none; the peek reports None
-    assert getattr(env, id_field) == getattr(full, id_field) or (
-        id_field == "id" and getattr(env, id_field) is None
-    )
 
 
 # --------------------------------------------------------------- random and mutated frames

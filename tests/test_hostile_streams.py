@@ -13,7 +13,6 @@ about one copy; slow-loris streams and floods of tiny lines are parsed in linear
 from __future__ import annotations
 
 import contextlib
-import re
 import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,24 +26,26 @@ from oasst_shared import codec
 from oasst_shared.codec import FrameDecodeError, JsonCodec, MsgpackCodec, SSEEvent, SSEParser
 from oasst_shared.schemas import inference
 from tests.strategies import instances
-from tests.test_hostile_common import (
+from tests.support.hostile import (
     CODECS,
-    MSGSPEC_ERRORS,
     Failed,
     attempt,
     factory_only_difference,
     frame_decode_error_is_well_formed,
     mutated,
 )
+from tests.support.hostile_streams import (
+    SSE_PIECES,
+    check_ndjson,
+    chunked,
+    feed_all,
+    reference_frames,
+    reference_sse,
+)
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 NAMES = st.sampled_from(list(CODECS))
 MiB = 1024 * 1024
-
-
-def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({min(c, len(data)) for c in cuts})
-    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
 
 
 # ----------------------------------------------------------------------------------- NDJSON
@@ -62,51 +63,6 @@ def ndjson_streams(draw: st.DrawFn, name: str) -> bytes:
     lines = draw(st.lists(line, max_size=6))
     ending = draw(st.sampled_from([b"\n", b"\r\n"]))
     return ending.join(lines) + draw(st.sampled_from([b"", ending]))
-
-
-def reference_lines(name: str, lines: list[Any]) -> tuple[list[Any], int | None]:
-    """Each non-blank line decoded on its own by msgspec: the messages, and the number of the
-    first line that is not one (or None)."""
-    decoder = CODECS[name][0].decoder
-    out = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip(b" \t\n\r\x0b\x0c" if isinstance(line, bytes) else " \t\n\r\x0b\x0c"):
-            continue  # ASCII whitespace only, for str lines too
-        got = attempt(lambda: decoder.decode(line), MSGSPEC_ERRORS)  # noqa: B023
-        if isinstance(got, Failed):
-            return out, lineno
-        out.append(got)
-    return out, None
-
-
-def check_ndjson(name: str, data: bytes | str) -> None:
-    json_codec = CODECS[name][0]
-    lines: list[Any] = data.split("\n") if isinstance(data, str) else data.split(b"\n")
-    expected, first_bad = reference_lines(name, lines)
-    got = attempt(lambda: json_codec.decode_lines(data), (FrameDecodeError,))
-    if first_bad is None:
-        assert not isinstance(got, Failed), got
-        assert factory_only_difference(got, expected)
-    elif isinstance(got, Failed):
-        assert str(got.exc).startswith(f"line {first_bad}: "), (first_bad, str(got.exc))
-        assert len(str(got.exc)) < 700
-    else:
-        # msgspec's one-call splitter is more lenient than one-document-per-line (it accepts
-        # two documents on one line): what it accepts is exactly what msgspec decodes
-        raw = json_codec.decoder.decode_lines(data)
-        assert factory_only_difference(got, raw)
-    # iter_lines: the same messages, lazily; an error at the first bad line
-    if isinstance(data, bytes):
-        produced: list[Any] = []
-        try:
-            for message in json_codec.iter_lines(data.split(b"\n")):
-                produced.append(message)
-        except FrameDecodeError as exc:
-            frame_decode_error_is_well_formed(exc)
-            assert first_bad is not None
-        else:
-            assert first_bad is None
-        assert factory_only_difference(produced, expected[: len(produced)])
 
 
 @pytest.mark.parametrize("name", list(CODECS))
@@ -175,25 +131,6 @@ def msgpack_streams(draw: st.DrawFn, name: str) -> bytes:
     return b"".join(draw(st.lists(part, max_size=5)))
 
 
-def reference_frames(name: str, limit: int, data: bytes) -> tuple[list[Any], bool]:
-    """The messages of a length-prefixed stream, split and decoded plainly, and whether the
-    stream has an error (an oversized or bad frame, or an incomplete one at the end)."""
-    union = CODECS[name][2]
-    out = []
-    pos = 0
-    while len(data) - pos >= 4:
-        size = int.from_bytes(data[pos : pos + 4], "big")
-        if size > limit or len(data) - pos - 4 < size:
-            return out, True
-        frame = data[pos + 4 : pos + 4 + size]
-        got = attempt(lambda: msgspec.msgpack.decode(frame, type=union), MSGSPEC_ERRORS)  # noqa: B023
-        if isinstance(got, Failed):
-            return out, True
-        out.append(got)
-        pos += 4 + size
-    return out, pos != len(data)
-
-
 @pytest.mark.parametrize("name", list(CODECS))
 def test_msgpack_framing_agrees_with_a_plain_splitter(name: str) -> None:
     limit = 4096
@@ -227,80 +164,9 @@ def test_msgpack_framing_agrees_with_a_plain_splitter(name: str) -> None:
 # --------------------------------------------------------------------------------- SSE
 
 
-def reference_sse(text: str) -> list[SSEEvent]:
-    """The WHATWG event-stream rules applied to a whole decoded stream, the plain way."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    lines = re.split(r"\r\n|\r|\n", text)[:-1]  # the last piece has no line end: never complete
-    events: list[SSEEvent] = []
-    data: list[str] = []
-    event, last_id, retry = "", None, None
-    for line in lines:
-        if not line:
-            if data:
-                events.append(
-                    SSEEvent(data="\n".join(data), event=event or "message", id=last_id, retry=retry)
-                )
-            data, event = [], ""
-            continue
-        if line.startswith(":"):
-            continue
-        name, sep, value = line.partition(":")
-        if sep and value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            event = value
-        elif name == "id" and "\0" not in value:
-            last_id = value
-        elif name == "retry" and value and all(c in "0123456789" for c in value):
-            # ours: absurd delays are ignored (see codec)
-            retry = int(value) if len(value.lstrip("0")) <= 18 else retry
-    return events
-
-
-SSE_PIECES = [
-    "data",
-    "data:",
-    "data: ",
-    "event:",
-    "id:",
-    "id: 7",
-    "retry:",
-    "retry: 15",
-    "retry: 0001",
-    "retry: " + "9" * 30,
-    "retry: \u0661",  # an Arabic-Indic digit: not ASCII, ignored
-    ":",
-    ": comment",
-    " ",
-    "x",
-    "\r",
-    "\n",
-    "\r\n",
-    "\n\n",
-    "\r\r",
-    "\ufeff",
-    "\0",
-    "é",
-    "\U0001f600",
-    "\u2028",
-    "data: {}",
-]
-
-
 @st.composite
 def sse_streams(draw: st.DrawFn) -> str:
     return "".join(draw(st.lists(st.sampled_from(SSE_PIECES), max_size=30)))
-
-
-def feed_all(parser: SSEParser, chunks: list[Any]) -> list[SSEEvent]:
-    events: list[SSEEvent] = []
-    for chunk in chunks:
-        events += parser.feed(chunk)
-    parser.close()
-    return events
 
 
 @FUZZ

@@ -1,7 +1,8 @@
-"""Shared pieces of the hostile-input tests (no tests of its own): the decoders under test,
-the outcome oracle and the mutations.
+"""What the hostile-input suites (``tests/codec/test_hostile_*.py``) and the fuzz harnesses
+(``fuzz/``) share: the decoders under test, the outcome oracle, the per-frame oracles and the
+mutations.
 
-The rule every test checks: a decoder given any input either returns the right value or
+The rule every check enforces: a decoder given any input either returns the right value or
 raises its documented error, never anything else:
 
 * a prebuilt codec (``codec.worker_response`` ...): ``FrameDecodeError``;
@@ -12,7 +13,9 @@ raises its documented error, never anything else:
   string / a lone surrogate in ``str`` input (msgspec leaves both checks to CPython).
 
 "The right value" is checked against an oracle: our decoders must agree with msgspec's own
-decode of the same bytes, and a value that decodes must survive a JSON round trip.
+decode of the same bytes, and a value that decodes must survive a JSON round trip
+(``check_struct_json``, ``check_union_json``, ``check_union_msgpack``, ``check_peek``). The
+stream references (NDJSON, length-prefixed msgpack, SSE) are in ``tests.support.hostile_streams``.
 """
 
 from __future__ import annotations
@@ -36,14 +39,21 @@ __all__ = [
     "CODECS",
     "FACTORY_FIELDS",
     "MSGSPEC_ERRORS",
+    "SNIPPETS",
     "UNIONS",
     "Failed",
     "attempt",
+    "check_peek",
+    "check_struct_json",
+    "check_union_json",
+    "check_union_msgpack",
     "deep_array",
     "deep_object",
     "factory_only_difference",
+    "frame_decode_error_is_well_formed",
     "mutated",
     "numbers_equal",
+    "union_members",
 ]
 
 
@@ -230,3 +240,81 @@ def frame_decode_error_is_well_formed(err: FrameDecodeError, data: Any = None) -
     assert err.path is None or err.path.startswith("$")
     assert err.tag is None or isinstance(err.tag, str)
     assert len(str(err)) < 600, str(err)[:600]
+
+
+# ------------------------------------------------------------------------------- oracles
+
+
+def check_struct_json(cls: Any, data: bytes | str) -> Any:
+    """``parse_raw`` agrees with ``msgspec.json.decode(type=cls)`` on ``data`` and raises only
+    ``msgspec.DecodeError``; a decoded value survives a JSON round trip. Returns the value or
+    ``Failed``."""
+    raw = attempt(lambda: msgspec.json.decode(data, type=cls), MSGSPEC_ERRORS)
+    ours = attempt(lambda: cls.parse_raw(data), (msgspec.DecodeError,))
+    if isinstance(raw, Failed):
+        assert isinstance(ours, Failed), f"msgspec failed ({raw}) but parse_raw gave {ours!r}"
+        if isinstance(raw.exc, msgspec.ValidationError):
+            assert isinstance(ours.exc, msgspec.ValidationError), ours
+        return ours
+    assert not isinstance(ours, Failed), f"msgspec decoded {raw!r} but parse_raw failed: {ours}"
+    assert type(ours) is cls
+    assert factory_only_difference(raw, ours), (raw, ours)
+    assert cls.parse_raw(msgspec.json.encode(ours)) == ours
+    assert cls.parse_raw(ours.json()) == ours
+    return ours
+
+
+def check_union_json(name: str, data: bytes | str) -> Any:
+    """The union's JSON codec agrees with msgspec and raises only ``FrameDecodeError``; for the
+    worker unions, the envelope peek never disagrees with a successful full decode."""
+    json_codec, _, union = CODECS[name]
+    raw = attempt(lambda: msgspec.json.decode(data, type=union), MSGSPEC_ERRORS)
+    ours = attempt(lambda: json_codec.decode(data), (FrameDecodeError,))
+    if name in ("WorkerResponse", "WorkerRequest"):
+        check_peek(name, data, ours)
+    if isinstance(raw, Failed):
+        assert isinstance(ours, Failed), f"msgspec failed ({raw}) but the codec gave {ours!r}"
+        frame_decode_error_is_well_formed(ours.exc, data)
+        return ours
+    assert not isinstance(ours, Failed), f"msgspec decoded {raw!r} but the codec failed: {ours}"
+    assert type(ours) in union_members(union)
+    assert factory_only_difference(raw, ours), (raw, ours)
+    assert json_codec.decode(json_codec.encode(ours)) == ours
+    return ours
+
+
+def check_union_msgpack(name: str, data: bytes) -> Any:
+    _, msgpack_codec, union = CODECS[name]
+    raw = attempt(lambda: msgspec.msgpack.decode(data, type=union), MSGSPEC_ERRORS)
+    ours = attempt(lambda: msgpack_codec.decode(data), (FrameDecodeError,))
+    if isinstance(raw, Failed):
+        assert isinstance(ours, Failed), f"msgspec failed ({raw}) but the codec gave {ours!r}"
+        frame_decode_error_is_well_formed(ours.exc, data)
+        return ours
+    assert not isinstance(ours, Failed), f"msgspec decoded {raw!r} but the codec failed: {ours}"
+    assert type(ours) in union_members(union)
+    assert factory_only_difference(raw, ours), (raw, ours)
+    frame = msgpack_codec.encode(ours)
+    assert msgpack_codec.encode(msgpack_codec.decode(frame)) == frame  # NaN-proof equality
+    return ours
+
+
+def check_peek(name: str, data: bytes | str, full: Any) -> None:
+    """A relay may route by the peek: whenever the full decode succeeds, the peek must too and
+    give the same tag and id; whenever the peek fails, the full decode must fail too."""
+    if name == "WorkerResponse":
+        peek, tag_field, id_field = codec.peek_worker_response, "response_type", "request_id"
+    else:
+        peek, tag_field, id_field = codec.peek_worker_request, "request_type", "id"
+    env = attempt(lambda: peek(data), (FrameDecodeError,))
+    if isinstance(env, Failed):
+        frame_decode_error_is_well_formed(env.exc, data)
+        assert isinstance(full, Failed), f"peek failed ({env}) on a frame that decodes: {full!r}"
+        return
+    if isinstance(full, Failed):
+        return  # the peek checks the envelope only
+    assert getattr(env, tag_field) == getattr(full, tag_field)
+    # ``id`` of a request is drawn at random when the frame has none; the peek reports None
+    assert getattr(env, id_field) == getattr(full, id_field) or (
+        id_field == "id" and getattr(env, id_field) is None
+    )

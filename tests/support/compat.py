@@ -1,6 +1,7 @@
-"""The struct <-> view pairs the ``test_compat_*`` suites walk, and the checks of that pairing.
+"""The struct <-> view pairs the compat suites (``tests/compat/``) walk: the module pairs, the
+unions on both sides, every struct class and its view.
 
-Other suites import the helpers from here (``from tests.test_compat_helpers import ...``).
+The checks of that pairing are in ``tests/compat/test_pairs.py``.
 """
 
 from __future__ import annotations
@@ -8,9 +9,6 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-import pytest
-
-import oasst_compat
 from oasst_compat import model_configs as view_model_configs
 from oasst_compat.schemas import inference as view_inference
 from oasst_compat.schemas import protocol as view_protocol
@@ -50,31 +48,3 @@ def view_of(struct_cls: type[OasstStruct]) -> Any:
 
 
 CONCRETE_STRUCTS = [cls for cls in struct_classes() if cls not in ABSTRACT_WITH_TYPE]
-
-
-# ------------------------------------------------------------------------------------ checks
-
-
-def test_the_walk_covers_every_struct_module() -> None:
-    names = {cls.__name__ for cls in struct_classes()}
-    # one struct of each module, so an empty walk (e.g. a broken filter) fails
-    assert {"ModelConfig", "TokenResponse", "TextReplyToMessage"} <= names
-    assert len(CONCRETE_STRUCTS) == len(struct_classes()) - len(ABSTRACT_WITH_TYPE)
-
-
-@pytest.mark.parametrize("struct_cls", struct_classes(), ids=lambda c: c.__name__)
-def test_every_struct_has_its_view_and_back(struct_cls: type[OasstStruct]) -> None:
-    view = view_of(struct_cls)
-    assert issubclass(view, oasst_compat.OasstModel)
-    assert view.__oasst_struct__ is struct_cls
-    assert oasst_compat.view_class(struct_cls) is view
-    assert oasst_compat.struct_class(view) is struct_cls
-    assert view.__module__ == "oasst_compat" + struct_cls.__module__.removeprefix("oasst_shared")
-
-
-def test_view_class_rejects_what_is_not_a_message() -> None:
-    class Local(OasstStruct):
-        x: int
-
-    with pytest.raises(TypeError, match="not an oasst_shared message struct"):
-        oasst_compat.view_class(Local)
