@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
 from uuid import UUID
 
 from oasst_shared.model_configs import MODEL_CONFIGS
 from oasst_shared.schemas import inference, protocol
+from tests.support import factories
 
 _WORDS = (
     "the model answers questions about history science cooking travel and code with care "
     "while citing sources when it can and saying so when it cannot be sure of the facts"
 ).split()
 
-_T0 = datetime(2023, 4, 1, 12, 0, tzinfo=timezone.utc)
+_T0 = factories.T0
 
 
 def _rng(seed: int) -> random.Random:
@@ -52,13 +52,7 @@ def generated_text_response() -> inference.GeneratedTextResponse:
         request_id=REQUEST_ID,
         text=_text(rng, 2000),
         finish_reason="eos_token",
-        metrics=inference.WorkerMetricsInfo(
-            created_at=_T0,
-            cpu_usage=12.5,
-            mem_usage=43.25,
-            swap_usage=0.0,
-            gpus=[inference.GpuMetricsInfo(gpu_usage=97.0, mem_usage=81.5)],
-        ),
+        metrics=factories.metrics_info(),
     )
 
 
@@ -160,26 +154,5 @@ def text_labels() -> protocol.TextLabels:
 
 
 def worker_info() -> inference.WorkerInfo:
-    return inference.WorkerInfo(
-        config=inference.WorkerConfig(
-            model_config=MODEL_CONFIGS["OA_SFT_Llama_30Bq_7"], max_parallel_requests=8
-        ),
-        hardware_info=inference.WorkerHardwareInfo(
-            uname_sysname="Linux",
-            uname_release="6.1.0-18-amd64",
-            uname_version="#1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1 (2024-02-01)",
-            uname_machine="x86_64",
-            uname_processor="",
-            cpu_count_physical=64,
-            cpu_count_logical=128,
-            cpu_freq_max=3700.0,
-            cpu_freq_min=1500.0,
-            mem_total=1 << 40,
-            swap_total=8 << 30,
-            nvidia_driver_version="535.154.05",
-            gpus=[
-                inference.WorkerGpuInfo(name="NVIDIA A100-SXM4-80GB", total_memory=85899345920)
-                for _ in range(8)
-            ],
-        ),
-    )
+    """A 30B model on 8 GPUs (``tests.support.factories.worker_info``)."""
+    return factories.worker_info()

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,9 @@ from oasst_shared import model_configs
 from oasst_shared.cli.validate import InvalidMessage, MessageValidator, read_line_batches
 from oasst_shared.schemas import inference
 from oasst_shared.schemas.json_schema import SCHEMA_DEVIATIONS
+from tests.specs import REPO_ROOT
+from tests.support import factories
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = Path(sys.executable).parent
 SCRIPT = shutil.which("oasst-shared", path=str(BIN_DIR))
 MODULE = [sys.executable, "-m", "oasst_shared"]
@@ -59,16 +59,6 @@ def run(
 # ---------------------------------------------------------------------------- realistic frames
 
 
-def _metrics() -> inference.WorkerMetricsInfo:
-    return inference.WorkerMetricsInfo(
-        created_at=datetime(2023, 5, 1, 12, 0, 3, tzinfo=timezone.utc),
-        cpu_usage=12.5,
-        mem_usage=40.25,
-        swap_usage=0.0,
-        gpus=[inference.GpuMetricsInfo(gpu_usage=97.0, mem_usage=81.5)],
-    )
-
-
 def token_frame(i: int, text: str = " word") -> bytes:
     return _encode(
         inference.TokenResponse(request_id=REQUEST_ID, text=text, log_prob=-0.25 * (i % 7), token_id=1000 + i)
@@ -92,7 +82,10 @@ def generation_frames(n_tokens: int) -> list[bytes]:
     frames.append(
         _encode(
             inference.GeneratedTextResponse(
-                request_id=REQUEST_ID, text=" word" * n_tokens, finish_reason="eos_token", metrics=_metrics()
+                request_id=REQUEST_ID,
+                text=" word" * n_tokens,
+                finish_reason="eos_token",
+                metrics=factories.metrics_info(),
             )
         )
     )

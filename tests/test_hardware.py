@@ -18,46 +18,20 @@ import psutil
 import pytest
 
 from oasst_shared import hardware
-from oasst_shared.model_configs import MODEL_CONFIGS
 from oasst_shared.schemas import inference
 from oasst_shared.utils import utcnow
-
-TB = 2**40
-GB = 2**30
+from tests.support import factories
+from tests.support.factories import GB, TB
 
 
 def big_worker() -> inference.WorkerInfo:
     """A worker unlike this machine: 8 GPUs, 1 TB of memory."""
-    return inference.WorkerInfo(
-        config=inference.WorkerConfig(
-            model_config=MODEL_CONFIGS["OA_SFT_Llama_30Bq_7"], max_parallel_requests=8
-        ),
-        hardware_info=inference.WorkerHardwareInfo(
-            uname_sysname="Linux",
-            uname_release="5.15.0-gpu",
-            uname_version="#42-Ubuntu SMP",
-            uname_machine="x86_64",
-            uname_processor="x86_64",
-            cpu_count_physical=64,
-            cpu_count_logical=128,
-            cpu_freq_max=3500.0,
-            cpu_freq_min=1500.0,
-            mem_total=TB,
-            swap_total=8 * GB,
-            nvidia_driver_version="535.104.05",
-            gpus=[
-                inference.WorkerGpuInfo(name=f"NVIDIA H100 80GB HBM3 #{i}", total_memory=80 * GB)
-                for i in range(8)
-            ],
-        ),
-    )
+    return factories.worker_info(gpus=8)
 
 
 def big_metrics() -> inference.WorkerMetricsInfo:
-    return inference.WorkerMetricsInfo.parse_raw(
-        '{"created_at": "2023-06-01T10:00:00+00:00", "cpu_usage": 97.5, "mem_usage": 88.0, "swap_usage": 1.5,'
-        ' "gpus": [' + ", ".join('{"gpu_usage": 99.0, "mem_usage": 91.25}' for _ in range(8)) + "]}"
-    )
+    """A busy 8-GPU worker's load, decoded from its JSON text."""
+    return inference.WorkerMetricsInfo.parse_raw(factories.metrics_info(gpus=8).json())
 
 
 class _Forbidden(Exception):
@@ -96,13 +70,13 @@ def test_decoding_never_reads_the_local_machine() -> None:
         assert decoded == worker
         assert len(decoded.hardware_info.gpus) == 8
         assert decoded.hardware_info.mem_total == TB
-        assert decoded.hardware_info.nvidia_driver_version == "535.104.05"
+        assert decoded.hardware_info.nvidia_driver_version == "535.154.05"
     metrics = big_metrics()
     pong = msgspec.json.decode(
         inference.PongResponse(request_id="p", metrics=metrics).json(), type=inference.WorkerResponse
     )
     assert pong.metrics == metrics
-    assert pong.metrics.cpu_usage == 97.5
+    assert pong.metrics.cpu_usage == 12.5
     assert len(pong.metrics.gpus) == 8
     assert pong.metrics.created_at.utcoffset() == timedelta(0)
 

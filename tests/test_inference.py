@@ -16,6 +16,7 @@ import pytest
 
 from oasst_shared.model_configs import MODEL_CONFIGS, ModelConfig
 from oasst_shared.schemas import inference
+from tests.support import factories
 
 LOREM = MODEL_CONFIGS["_lorem"]
 
@@ -110,24 +111,7 @@ def test_reference_work_request_decodes() -> None:
 
 
 def test_worker_info_first_frame() -> None:
-    info = inference.WorkerInfo(
-        config=inference.WorkerConfig(model_config=LOREM, max_parallel_requests=4),
-        hardware_info=inference.WorkerHardwareInfo(
-            uname_sysname="Linux",
-            uname_release="6.1",
-            uname_version="#1 SMP",
-            uname_machine="x86_64",
-            uname_processor="x86_64",
-            cpu_count_physical=8,
-            cpu_count_logical=16,
-            cpu_freq_max=3600.0,
-            cpu_freq_min=800.0,
-            mem_total=64 * 2**30,
-            swap_total=0,
-            nvidia_driver_version="535.54.03",
-            gpus=[inference.WorkerGpuInfo(name="NVIDIA A100", total_memory=80 * 2**30)],
-        ),
-    )
+    info = factories.worker_info(LOREM, max_parallel_requests=4, gpus=1)
     assert inference.WorkerInfo.parse_raw(info.json()) == info
     assert inference.WorkerInfo.parse_raw(info.json()).config.compat_hash == "_lorem-256-128-f"
 
