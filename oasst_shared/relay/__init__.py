@@ -19,16 +19,28 @@ tokens in one process, publishers awaiting each publish, this process's CPU per 
 2-core machine): the reference's pattern (``RPUSH`` + ``EXPIRE`` per token, a ``BLPOP`` per
 token) about 140 us; group commit and one reader with pipelines of ``RPUSH``/``LPOP key count``
 about 23 us; the same with one script call per flush and per drain (what is built) about 8.5 us.
+The reader's rounds were then shaped by the server path benchmark (``benchmarks/server_path``)
+at low load, where a round that drained and blocked on every open stream cost more per token
+than the frames it carried.
 
 * **Group commit.** ``publish`` appends to the current batch and awaits it; one flusher task
   sends every publish of an event-loop iteration (any number of queues) in one ``EVALSHA`` of a
   script that ``RPUSH``es each queue's frames and sets its ``EXPIRE`` once. Publishes made while
   a round trip is in flight form the next batch. One round trip at a time keeps each queue's
   frames in publish order.
-* **One reader per relay.** A single task serves every local stream: it drains all their
-  queues in one ``EVALSHA`` (``LPOP key count`` per key) and, when nothing is waiting, blocks on
-  all of them at once with ``BLPOP k1 k2 ... timeout`` (Redis >= 6.2). A new stream wakes a
-  blocked reader with ``CLIENT UNBLOCK``.
+* **One reader per relay.** A single task serves every local stream, one round trip per round,
+  sized by the frames rather than the open streams. While frames pile up on some keys ("hot":
+  more than one frame when last drained), a round is one ``EVALSHA`` popping those keys
+  (``LPOP key count``), streams opened since the last round, and a rotating slice of 64 other
+  keys. Otherwise a round drains every key with one script call sent as bytes packed once per
+  change of the stream set, which checks idle keys 32 per ``EXISTS`` and pops only non-empty
+  ones. Only when a round finds nothing does the reader block, on all keys at once with
+  ``BLPOP k1 k2 ... timeout`` (Redis >= 6.2), pipelined behind that drain; while frames flow it
+  starts a round at most once per ``read_interval`` (1 ms) instead, since a ``BLPOP`` on many
+  keys costs Redis more than draining them (it registers on, then leaves, every key). A new
+  stream wakes a blocked reader with ``CLIENT UNBLOCK``. No stream starves: a key that is not
+  hot is drained by every full round and, in a run of hot rounds, within ``ceil(streams / 64)``
+  of them.
 * **Own connections.** The relay opens its own redis-py connections (settings taken from the
   given client or URL) with redis-py's retries off: a refused connection or a failed send is
   retried with backoff (Redis got nothing); a write whose reply was lost is never resent
@@ -37,7 +49,10 @@ about 23 us; the same with one script call per flush and per drain (what is buil
 
 Limits: a pop is destructive, so frames whose pop reply is cut off by a crash or reset in the
 middle of a drain round trip are lost (as with the reference's ``BLPOP``; a reader blocked in
-``BLPOP`` loses nothing). Not for Redis Cluster (a flush's keys span slots). One local stream
+``BLPOP`` loses nothing). A round that is not hot names every open stream's key (Redis parses
+each name: roughly 0.1 us of its CPU per key per round, at most once per ``read_interval`` while
+frames flow, plus a ``BLPOP``'s registration on every key each time the reader blocks). Not for
+Redis Cluster (a flush's keys span slots). One local stream
 per message queue per relay. redis-py's asyncio client runs on asyncio only (not trio), and
 so does the relay. This package is the only part of ``oasst_shared`` that imports redis.
 """

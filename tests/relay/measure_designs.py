@@ -137,14 +137,14 @@ def measure(name: str, url: str, k: int, n: int) -> dict[str, float]:
     return {"cpu_us_per_token": cpu / total * 1e6, "tokens_per_s": total / wall}
 
 
-async def latency(url: str, k: int, n: int, rate: float) -> tuple[float, float, float]:
+async def latency(url: str, k: int, n: int, rate: float, read_interval: float) -> tuple[float, float, float]:
     """p50, p99 (ms) from publish call to the consumer's receipt, and the CPU per token (us), with
     ``k`` streams each publishing one token every ``k / rate`` seconds (``rate`` tokens/s in all)."""
     frames = [token_frame(i) for i in range(n)]
     sent: dict[tuple[int, int], float] = {}
     lat: list[float] = []
     loop = asyncio.get_running_loop()
-    async with Relay(url) as relay:
+    async with Relay(url, read_interval=read_interval) as relay:
 
         async def consume(j: int) -> None:
             async for item in relay.stream(f"lat{j}", timeout=10):
@@ -179,12 +179,18 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--unix", action="store_true", help="connect over a unix socket")
     ap.add_argument("--latency-rate", type=float, default=0, help="also measure latency at this load")
+    ap.add_argument(
+        "--read-interval", type=float, default=0.001, help="the relay's read_interval (latency run)"
+    )
     args = ap.parse_args()
     with running_redis(unix_socket=args.unix) as srv:
         if args.latency_rate:
-            p50, p99, cpu = asyncio.run(latency(srv.url, args.streams, args.tokens, args.latency_rate))
+            p50, p99, cpu = asyncio.run(
+                latency(srv.url, args.streams, args.tokens, args.latency_rate, args.read_interval)
+            )
             print(
-                f"relay latency at {args.latency_rate:.0f} tokens/s offered ({args.streams} streams):"
+                f"relay latency at {args.latency_rate:.0f} tokens/s offered ({args.streams} streams,"
+                f" read_interval {args.read_interval * 1e3:g} ms):"
                 f" p50 {p50:.2f} ms, p99 {p99:.2f} ms, {cpu:.1f} us CPU/token"
             )
             srv.flushall()
