@@ -375,6 +375,27 @@ async def test_errors_with_httpx_objects_pickle(backend: MockBackend, client: Oa
     assert copy.http_request.url == info.value.http_request.url
 
 
+async def test_errors_never_hold_the_api_key_or_the_bearer_token(backend: MockBackend) -> None:
+    """The request an error carries is the one sent, less its secrets: the error can be logged,
+    pickled or sent on (the README: the key never appears in errors)."""
+    backend.script(respond_json(403, {"message": "Invalid API key", "error_code": 2}))
+    async with make_client(backend, bearer_token="root-token-91c3") as api:
+        with pytest.raises(OasstApiAuthError) as info:
+            await api.close_task("fm-1")
+        backend.script(respond_json(500, {"message": "boom", "error_code": 0}))
+        with pytest.raises(OasstApiServerError) as root_info:
+            await api.create_api_client(description="d", frontend_type="discord")
+    sent = backend.requests
+    assert sent[0].headers["x-api-key"] == API_KEY  # they were sent
+    assert sent[-1].headers["authorization"] == "Bearer root-token-91c3"
+    for err, secret_header in ((info.value, "X-API-Key"), (root_info.value, "Authorization")):
+        assert err.http_request is not None and err.http_response is not None
+        assert err.http_request.headers[secret_header] == "[redacted]"
+        assert err.http_response.request is err.http_request
+        dumped = pickle.dumps(err) + repr(err).encode() + str(err).encode() + repr(err.__dict__).encode()
+        assert API_KEY.encode() not in dumped and b"root-token-91c3" not in dumped
+
+
 async def test_connection_errors_carry_the_request_and_no_response() -> None:
     attempts: list[httpx.Request] = []
 
@@ -391,7 +412,9 @@ async def test_connection_errors_carry_the_request_and_no_response() -> None:
     error = info.value
     assert type(error) is OasstApiConnectionError
     assert error.request_sent is False
-    assert error.http_request is attempts[-1]
+    assert error.http_request is not None  # the last attempt's, less its API key
+    assert (error.http_request.method, error.http_request.url) == (attempts[-1].method, attempts[-1].url)
+    assert error.http_request.headers["X-API-Key"] == "[redacted]"
     assert error.http_response is None and error.status_code is None
     assert len(attempts) == 3 and len(clock.delays) == 2  # nothing was sent: a POST is retried too
 

@@ -82,6 +82,26 @@ class RequestContext(TypedDict, total=False):
     body_excerpt: str | None
 
 
+SECRET_HEADERS: frozenset[str] = frozenset({"x-api-key", "authorization"})
+"""Request headers an error never keeps (compared lower-case)."""
+
+
+def _redacted(request: httpx.Request) -> httpx.Request:
+    """A copy of ``request`` (its body too, when it was read) with every secret header's value
+    replaced."""
+    if not any(name.lower() in SECRET_HEADERS for name in request.headers):
+        return request
+    headers = [
+        (name, "[redacted]" if name.lower() in SECRET_HEADERS else value)
+        for name, value in request.headers.multi_items()
+    ]
+    try:
+        content: bytes | None = request.content
+    except httpx.RequestNotRead:  # a streamed body: not kept
+        content = None
+    return httpx.Request(request.method, request.url, headers=headers, content=content)
+
+
 class OasstApiError(OasstError):
     """An error of one client request; ``method`` and ``path`` name the request.
 
@@ -91,8 +111,9 @@ class OasstApiError(OasstError):
     not set); its start is ``body_excerpt``. ``method``, ``path`` and ``status_code`` are read
     from them. ``request`` stays the ``"METHOD /path"`` text it always was.
 
-    ``http_request.headers`` hold the API key (``X-API-Key``), as the request sent did: log
-    ``str(error)``, not the request's headers.
+    The secrets the request carried (``X-API-Key``, ``Authorization``) are replaced by
+    ``[redacted]`` in ``http_request`` (and ``http_response.request``): an error can be logged,
+    pickled or sent on without leaking the API key.
     """
 
     http_request: httpx.Request | None
@@ -121,6 +142,10 @@ class OasstApiError(OasstError):
         if http_status_code is None:
             http_status_code = self.default_http_status
         super().__init__(message, error_code, http_status_code)
+        if request is not None:
+            request = _redacted(request)
+            if response is not None:
+                response.request = request
         self.http_request = request
         self.http_response = response
         self.body_excerpt = body_excerpt
