@@ -36,11 +36,11 @@ than the frames it carried.
   change of the stream set, which checks idle keys 32 per ``EXISTS`` and pops only non-empty
   ones. Only when a round finds nothing does the reader block, on all keys at once with
   ``BLPOP k1 k2 ... timeout`` (Redis >= 6.2), pipelined behind that drain; while frames flow it
-  starts a round at most once per ``read_interval`` (1 ms) instead, since a ``BLPOP`` on many
-  keys costs Redis more than draining them (it registers on, then leaves, every key). A new
-  stream wakes a blocked reader with ``CLIENT UNBLOCK``. No stream starves: a key that is not
-  hot is drained by every full round and, in a run of hot rounds, within ``ceil(streams / 64)``
-  of them.
+  starts a round at most once per ``read_interval`` (1 ms; a round over every key, at most once
+  per microsecond per open stream) instead, since a ``BLPOP`` on many keys costs Redis more
+  than draining them (it registers on, then leaves, every key). A new stream wakes a blocked
+  reader with ``CLIENT UNBLOCK``. No stream starves: a key that is not hot is drained by every
+  full round and, in a run of hot rounds, within ``ceil(streams / 64)`` of them.
 * **Own connections.** The relay opens its own redis-py connections (settings taken from the
   given client or URL) with redis-py's retries off: a refused connection or a failed send is
   retried with backoff (Redis got nothing); a write whose reply was lost is never resent

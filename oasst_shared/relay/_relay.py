@@ -67,6 +67,9 @@ _DRAIN_PER_KEY: Final = 4096
 _COLD_SLICE: Final = 64
 """Keys that are not hot scanned per hot round: any key is scanned within ceil(streams / 64)
 consecutive hot rounds."""
+_SCAN_PACE: Final = 1e-6
+"""Seconds between scan rounds per open stream, at least: a scan costs Redis about 0.1 us per
+key (it parses every name), so scanning 10,000 streams is paced to one round per 10 ms."""
 _BACKOFF_FIRST: Final = 0.01
 _BACKOFF_MAX: Final = 0.5
 _NETWORK_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
@@ -397,6 +400,8 @@ class Relay:
       most once per this many seconds (default 1 ms), so the frames of that interval share it;
       a frame that arrives when the reader is idle is delivered at once. 0: read again as soon
       as a round trip ends (lowest latency, most round trips and most Redis work per frame).
+      A round that scans every open stream's key is also spaced by 1 us per open stream (10 ms
+      for 10,000 streams), so that scanning idle streams stays a small share of a Redis core.
 
     Use it as ``async with Relay(...) as relay:`` or call :meth:`aclose`. It belongs to the
     event loop that first uses it. asyncio only: redis-py's asyncio client does not run on trio.
@@ -863,11 +868,12 @@ class Relay:
     #   (the command packed once per change of the stream set).
     # - a wait round, when the last round found nothing: the same scan pipelined with a BLPOP on
     #   every key, which returns at once if a frame arrived since, else waits for one.
-    # While frames flow, a round starts at most once per read_interval: the round trips (and the
-    # scans of idle keys) are shared by the frames of that interval, and the reader blocks only
-    # when a round finds nothing. A BLPOP on many keys costs Redis far more than a scan of them
-    # (it registers the client on every key, then unregisters it), so at a steady low load the
-    # reader scans once per interval and never blocks.
+    # While frames flow, a round starts at most once per read_interval (a scan round, at most
+    # once per _SCAN_PACE per open stream too): the round trips (and the scans of idle keys) are
+    # shared by the frames of that interval, and the reader blocks only when a round finds
+    # nothing. A BLPOP on many keys costs Redis far more than a scan of them (it registers the
+    # client on every key, then unregisters it), so at a steady low load the reader scans once
+    # per interval and never blocks.
     # No key starves: a key that is not hot is scanned by every scan and wait round and, during
     # a run of hot rounds, within ceil(streams / _COLD_SLICE) of them (the ring moves every key it
     # scans to its end). Each key is popped by this one reader only: its frames arrive once, in order.
@@ -886,7 +892,10 @@ class Relay:
                 await ev.wait()
                 continue
             if found:
-                delay = started + self.read_interval - loop.time()
+                interval = self.read_interval
+                if not self._hot:  # the next round scans every key: at most ~10% of a Redis core
+                    interval = max(interval, len(self._subs) * _SCAN_PACE)
+                delay = started + interval - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
                     continue  # the stream set may have changed (or emptied) meanwhile
