@@ -20,7 +20,7 @@ own are:
 * a default factory returning a struct returns the view of what it returns.
 
 The rendered text goes through ruff (import sorting, ``__all__`` order, ``ruff format``; see
-``tools._output``), so committing it keeps the lint clean; ``tests/test_compat_generate.py``
+``tools._output``), so committing it keeps the lint clean; ``tests/compat/test_generate.py``
 fails when a committed module is stale.
 """
 

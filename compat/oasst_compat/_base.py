@@ -28,7 +28,7 @@ The one pydantic method that reads ``self.model_config`` on an instance is ``mod
 ``worker_config.model_config = ...`` sets the field (``__setattr__`` maps the wire name to the
 field name), ``model_copy(update=...)`` / ``copy(update=...)`` accept the wire name, and
 ``repr()`` shows ``model_config=...``; equality, pickling, ``copy``/``deepcopy``, ``TypeAdapter``
-and FastAPI need nothing special (tests/test_compat_models.py, test_compat_fastapi.py). Only
+and FastAPI need nothing special (tests/compat/test_models.py, test_fastapi.py). Only
 an explicit ``model_dump(by_alias=False)`` shows the Python name ``model_config_``.
 
 We chose this over a plain ``model_config_`` attribute because consumers read

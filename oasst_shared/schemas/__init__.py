@@ -52,7 +52,7 @@ def _known(tp: Any, by_type: dict[Any, Any]) -> Any:
 
 def _codec_for(tp: Any) -> JsonCodec[Any]:
     # Imported here: the codec imports both schema modules, and ``import
-    # oasst_shared.schemas.inference`` must stay as cheap as msgspec (tests/test_import_cost.py).
+    # oasst_shared.schemas.inference`` must stay as cheap as msgspec (tests/package/test_import_cost.py).
     from oasst_shared import codec
     from oasst_shared.schemas import inference, protocol
 

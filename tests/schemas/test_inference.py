@@ -61,7 +61,7 @@ def work_request_doc(**changes: Any) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- round trips
 
 
-# The round trips of every struct and union: tests/test_registry.py (one test over the registry).
+# The round trips of every struct and union: tests/schemas/test_registry.py (one test over the registry).
 
 
 def test_token_response_wire_document() -> None:

@@ -39,7 +39,7 @@ def path_error(path: str) -> str:
 # ----------------------------------------------------------------------------- round trips
 
 
-# The round trips of every struct and union: tests/test_registry.py (one test over the registry).
+# The round trips of every struct and union: tests/schemas/test_registry.py (one test over the registry).
 
 
 def test_reference_document_of_a_task_decodes() -> None:

@@ -98,7 +98,7 @@ def test_union_tags() -> None:
 
 def test_known_differences_name_what_differs() -> None:
     """Each entry names a registered type and, per kind, something that exists there; whether
-    the reference differs there is checked by the spec walks (tests/test_spec_walk.py)."""
+    the reference differs there is checked by the spec walks (tests/schemas/test_spec_walk.py)."""
     types = registry.message_types()
     for d in registry.KNOWN_DIFFERENCES:
         assert d.model in types and d.reason, d

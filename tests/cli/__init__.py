@@ -1,0 +1,1 @@
+"""The ``oasst-shared`` command line."""
