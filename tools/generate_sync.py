@@ -50,8 +50,6 @@ __all__ = ["OasstApiClientSync"]
 class OasstApiClientSync(SyncClientBase):
     """Blocking client of the Open-Assistant backend, for scripts and threads.
 
-    ::
-
         with OasstApiClientSync("http://localhost:8080", api_key) as client:
             task = client.fetch_random_task(user=user)
             client.ack_task(task.id, message_id="frontend-msg-1")

@@ -1,7 +1,5 @@
 """The async client of the Open-Assistant backend API (httpx + anyio: asyncio or trio).
 
-::
-
     from oasst_shared.api_client import OasstApiClient
     from oasst_shared.schemas import protocol
 
@@ -10,7 +8,7 @@
         if isinstance(task, protocol.InitialPromptTask):
             ...
 
-For code without an event loop, ``OasstApiClientSync`` has the same methods, blocking::
+For code without an event loop, ``OasstApiClientSync`` has the same methods, blocking:
 
     with OasstApiClientSync("http://localhost:8080", api_key) as client:
         task = client.fetch_random_task(user=user)

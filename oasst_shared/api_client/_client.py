@@ -55,8 +55,6 @@ def _seg(value: str | UUID | protocol.CachedStatsName | UserStatsTimeFrame) -> s
 class OasstApiClient(BaseApiClient):
     """Async client of the Open-Assistant backend (httpx; runs under asyncio and trio).
 
-    ::
-
         async with OasstApiClient("http://localhost:8080", api_key) as client:
             task = await client.fetch_random_task(user=user)
             await client.ack_task(task.id, message_id="frontend-msg-1")

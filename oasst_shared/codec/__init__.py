@@ -1,6 +1,6 @@
 """The per-frame hot path: prebuilt typed codecs, relay envelopes and stream framing.
 
-What workers and the inference server call for every frame::
+What workers and the inference server call for every frame:
 
     from oasst_shared import codec
 

@@ -5,7 +5,7 @@ holding the browser's event stream through Redis lists, with the reference infer
 keys and values (``message:{message_id}`` lists of ``WorkerResponse`` JSON documents expiring
 ``message_queue_expire`` seconds after a push; ``work:{compat_hash}`` queues with the
 ``ctr_enq:``/``ctr_deq:`` counters and ``pos:{message_id}`` positions), so reference server
-processes and these can share one Redis::
+processes and these can share one Redis:
 
     from oasst_shared.relay import Relay
 

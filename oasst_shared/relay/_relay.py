@@ -263,7 +263,7 @@ class _Link:
 class Subscription:
     """The local end of one message queue: frames the relay's reader drained for it.
 
-    Made by :meth:`Relay.subscribe`; used as an async context manager. One subscription per
+    Made by ``Relay.subscribe``; used as an async context manager. One subscription per
     message queue per relay at a time. Frames are bytes exactly as stored in Redis.
     """
 
@@ -403,7 +403,7 @@ class Relay:
       A round that scans every open stream's key is also spaced by 1 us per open stream (10 ms
       for 10,000 streams), so that scanning idle streams stays a small share of a Redis core.
 
-    Use it as ``async with Relay(...) as relay:`` or call :meth:`aclose`. It belongs to the
+    Use it as ``async with Relay(...) as relay:`` or call ``aclose``. It belongs to the
     event loop that first uses it. asyncio only: redis-py's asyncio client does not run on trio.
     """
 
@@ -733,8 +733,8 @@ class Relay:
     # ------------------------------------------------------------------ streams (one reader)
 
     def subscribe(self, message_id: str) -> Subscription:
-        """A :class:`Subscription` to ``message:{message_id}`` (use ``async with``): lower level
-        than :meth:`stream`, for a handler that does something while it waits (e.g. the
+        """A ``Subscription`` to ``message:{message_id}`` (use ``async with``): lower level
+        than ``stream``, for a handler that does something while it waits (e.g. the
         reference's pending events with the queue position)."""
         _check_id("message_id", message_id)
         return Subscription(self, message_id)
