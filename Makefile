@@ -18,7 +18,7 @@ EXTRAS := pydantic hardware redis
 EMPTY :=
 COMMA := ,
 
-.PHONY: install lock test check lint typecheck pytest test-latest test-lowest bench compat generate fuzz clean
+.PHONY: install lock test check lint typecheck pytest test-latest test-lowest bench compat generate fuzz docs clean
 
 $(UV):
 	$(PY) -m pip install -q --disable-pip-version-check --target .uv uv==$(UV_VERSION)
@@ -76,6 +76,11 @@ generate: install
 # Regenerate the Pydantic views in compat/oasst_compat from the structs.
 compat: install
 	$(BIN)/python -m tools.generate_views
+
+# The documentation site (mkdocs.yml, docs/): a strict build into site/ (git-ignored). Any warning,
+# broken link or unresolved cross-reference fails it. tests/docs/test_site.py builds it in `make test`.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 FUZZ_SECONDS ?= 10
 FUZZ_HARNESSES := worker_response worker_request peek decode_lines sse msgpack_frames
