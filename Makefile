@@ -18,7 +18,7 @@ EXTRAS := pydantic hardware redis
 EMPTY :=
 COMMA := ,
 
-.PHONY: install lock test check lint typecheck pytest test-latest test-lowest bench compat generate fuzz docs clean
+.PHONY: install lock test check lint typecheck pytest test-latest test-lowest bench compat generate api fuzz docs clean
 
 $(UV):
 	$(PY) -m pip install -q --disable-pip-version-check --target .uv uv==$(UV_VERSION)
@@ -81,6 +81,12 @@ compat: install
 # broken link or unresolved cross-reference fails it. tests/docs/test_site.py builds it in `make test`.
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# Refresh api/public-api.txt, the snapshot of the public API that tests/package/test_public_api.py
+# holds the code to, after changing the public API on purpose (list removals and signature changes
+# in CHANGELOG.md).
+api: install
+	$(BIN)/python -m tools.api_snapshot
 
 FUZZ_SECONDS ?= 10
 FUZZ_HARNESSES := worker_response worker_request peek decode_lines sse msgpack_frames
