@@ -1,10 +1,11 @@
 """Every ```python block of the docs runs as written.
 
-The blocks of ``README.md`` and of every ``docs/*.md`` are extracted and each one is executed on
-its own: a fresh namespace (``__name__ == "__main__"``, as a script), the repository root as the
-working directory (so ``Path("examples/frames/...")`` finds the sample documents), and warnings
-turned into errors (the README promises, e.g., v1-style methods without warnings). Tracebacks
-point at the Markdown file's own lines.
+The blocks of ``README.md`` and of every Markdown file under ``docs/`` (``docs/**/*.md``, but not
+``docs/reference/``, whose pages hold only mkdocstrings ``:::`` directives) are extracted and
+each one is executed on its own: a fresh namespace (``__name__ == "__main__"``, as a script),
+the repository root as the working directory (so ``Path("examples/frames/...")`` finds the
+sample documents), and warnings turned into errors (the README promises, e.g., v1-style methods
+without warnings). Tracebacks point at the Markdown file's own lines.
 
 Services: a block that reads ``OASST_BACKEND_URL`` talks to the backend; it runs against prism
 serving the backend's OpenAPI document (``tests/backend_mock.py``), with ``OASST_BACKEND_URL`` and
@@ -122,9 +123,15 @@ def _not_run_reason(lines: list[str], fence_index: int) -> str | None:
     return mark["reason"].strip() if mark else None
 
 
+DOCS = REPO_ROOT / "docs"
+REFERENCE = DOCS / "reference"
+"""The API reference pages: generated from the docstrings (``::: module``), no blocks of their own."""
+
+
 def doc_files() -> list[Path]:
-    """README.md and every Markdown file under docs/."""
-    return [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    """README.md and every Markdown file under docs/, at any depth, but the API reference pages."""
+    docs = (path for path in DOCS.rglob("*.md") if not path.is_relative_to(REFERENCE))
+    return [REPO_ROOT / "README.md", *sorted(docs)]
 
 
 def python_blocks() -> list[Block]:
@@ -205,6 +212,15 @@ def test_every_not_run_mark_sits_above_a_python_block() -> None:
         marked = [b for b in code_blocks(text, relative) if b.not_run is not None]
         assert all(b.is_python for b in marked), [b.id for b in marked if not b.is_python]
         assert marks == len(marked), f"{relative}: {marks} not-run marks, {len(marked)} on python blocks"
+
+
+def test_doc_files_are_the_readme_and_every_page_under_docs_but_the_reference() -> None:
+    files = doc_files()
+    pages = {p.relative_to(REPO_ROOT).as_posix() for p in files}
+    assert files[0] == REPO_ROOT / "README.md"
+    assert {"docs/index.md", "docs/migrating.md", "docs/guides/worker.md"} <= pages
+    assert not [p for p in pages if p.startswith("docs/reference/")]
+    assert (REFERENCE / "codec.md").exists()  # the exclusion excludes something
 
 
 def test_the_readme_blocks_are_all_found() -> None:
