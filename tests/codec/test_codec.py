@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import threading
 import typing
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -196,22 +197,24 @@ def test_envelope_tags_are_exactly_the_union_tags() -> None:
     assert all(env.__struct_fields__ == ("id",) for env in request_envelopes)
 
 
-@SETTINGS
-@given(instances(inference.WorkerResponse))
-def test_peek_agrees_with_full_decode_on_responses(obj: Any) -> None:
-    frame = codec.worker_response.encode(obj)
-    env = codec.peek_worker_response(frame)
-    full = codec.worker_response.decode(frame)
-    assert (env.response_type, env.request_id) == (full.response_type, full.request_id)
+PEEKS: dict[str, tuple[JsonCodec[Any], Callable[[bytes], Any], tuple[str, str]]] = {
+    "responses": (codec.worker_response, codec.peek_worker_response, ("response_type", "request_id")),
+    "requests": (codec.worker_request, codec.peek_worker_request, ("request_type", "id")),
+}
 
 
-@SETTINGS
-@given(instances(inference.WorkerRequest))
-def test_peek_agrees_with_full_decode_on_requests(obj: Any) -> None:
-    frame = codec.worker_request.encode(obj)
-    env = codec.peek_worker_request(frame)
-    full = codec.worker_request.decode(frame)
-    assert (env.request_type, env.id) == (full.request_type, full.id)
+@pytest.mark.parametrize("direction", list(PEEKS))
+def test_peek_agrees_with_full_decode(direction: str) -> None:
+    json_codec, peek, routed = PEEKS[direction]
+
+    @SETTINGS
+    @given(instances(json_codec.type))
+    def check(obj: Any) -> None:
+        frame = json_codec.encode(obj)
+        env, full = peek(frame), json_codec.decode(frame)
+        assert [getattr(env, field) for field in routed] == [getattr(full, field) for field in routed]
+
+    check()
 
 
 def test_peek_reads_reference_key_order() -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import pickle
-import subprocess
-import sys
 import warnings
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -29,6 +27,7 @@ from oasst_shared import model_configs as core_model_configs
 from oasst_shared import utils as core_utils
 from oasst_shared.schemas import inference as core_inference
 from oasst_shared.schemas import protocol as core_protocol
+from tests.support.processes import run_python
 
 
 @pytest.fixture(autouse=True)
@@ -241,7 +240,7 @@ def test_importing_the_views_does_not_warn() -> None:
         "from oasst_compat.schemas import inference;"
         "inference.WorkerConfig.model_json_schema(); inference.PluginOpenAPIParameter.model_json_schema()"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
 
 
@@ -508,13 +507,13 @@ def test_importing_the_core_does_not_import_pydantic_nor_the_views() -> None:
         "import oasst_compat;"
         "assert 'oasst_compat.schemas.protocol' not in sys.modules, 'views imported eagerly'"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
 
 
 def test_old_pydantic_is_refused_loudly() -> None:
     # before 2.11, pydantic would dump `model_config_` instead of the wire key `model_config`
     code = "import pydantic; pydantic.VERSION = '2.10.6'; import oasst_compat"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    result = run_python(code)
     assert result.returncode != 0
     assert "ImportError: oasst_compat needs pydantic >= 2.11, found 2.10.6" in result.stderr

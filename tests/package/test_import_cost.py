@@ -6,12 +6,10 @@ Checked in a fresh interpreter, since this test process has long imported everyt
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.specs import REPO_ROOT
+from tests.support.processes import run_python
 
 HEAVY = ("pydantic", "pydantic_core", "httpx", "psutil", "pynvml", "anyio")
 
@@ -43,9 +41,7 @@ protocol.TaskDone().json()
 
 def run_probe(modules: tuple[str, ...], use: str = "") -> dict[str, object]:
     code = _PROBE.format(modules=modules, heavy=HEAVY, use=use)
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=60
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -84,8 +80,6 @@ def test_async_client_users_do_not_load_the_blocking_facade() -> None:
         "cls = api.OasstApiClientSync\n"
         "print(before, 'anyio.from_thread' in sys.modules, cls.__name__)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=60
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "True", "OasstApiClientSync"]

@@ -6,25 +6,9 @@ None`` makes every import of it fail as if it were not installed).
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from tests.specs import REPO_ROOT
-
-HIDE = "import sys\nfor name in {hidden!r}:\n    sys.modules[name] = None\n"
-
-
-def run_hidden(hidden: list[str], code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", HIDE.format(hidden=hidden) + code],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=60,
-        check=False,
-    )
+from tests.support.processes import run_python
 
 
 @pytest.mark.parametrize(
@@ -36,7 +20,7 @@ def run_hidden(hidden: list[str], code: str) -> subprocess.CompletedProcess[str]
     ],
 )
 def test_the_views_without_pydantic_name_the_extra(statement: str) -> None:
-    result = run_hidden(["pydantic"], statement)
+    result = run_python(statement, hidden=("pydantic",))
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last == (
@@ -50,7 +34,7 @@ def test_the_error_is_still_a_module_not_found_error_for_pydantic() -> None:
         "try:\n    import oasst_compat\n"
         "except ModuleNotFoundError as exc:\n    print(exc.name, type(exc.__cause__).__name__)\n"
     )
-    result = run_hidden(["pydantic"], code)
+    result = run_python(code, hidden=("pydantic",))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["pydantic", "ModuleNotFoundError"]
 
@@ -70,6 +54,6 @@ def test_the_core_needs_no_optional_dependency() -> None:
         "print(codec.worker_response.decode(frame).text, len(MODEL_CONFIGS) > 0)\n"
         "print(type(collect_hardware_info()).__name__)\n"
     )
-    result = run_hidden(["pydantic", "redis", "hiredis", "psutil", "pynvml"], code)
+    result = run_python(code, hidden=("pydantic", "redis", "hiredis", "psutil", "pynvml"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["a", "True", "WorkerHardwareInfo"]

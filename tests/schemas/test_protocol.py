@@ -15,6 +15,7 @@ import pytest
 
 from oasst_shared.exceptions.error_codes import OasstErrorCode
 from oasst_shared.schemas import protocol
+from tests.support.decoding import assert_rejected, decode
 
 USER = {"id": "u1", "display_name": "Jörg", "auth_method": "discord"}
 
@@ -24,11 +25,6 @@ def user() -> protocol.User:
 
 
 MESSAGE_ID = "6f1c1f8e-9d39-4a9b-8d5e-0c1d2e3f4a5b"
-
-
-def decode(data: Any, tp: Any) -> Any:
-    raw = data if isinstance(data, bytes | str) else msgspec.json.encode(data)
-    return msgspec.json.decode(raw, type=tp)
 
 
 def path_error(path: str) -> str:
@@ -164,16 +160,7 @@ BAD_INTERACTIONS = [
 
 @pytest.mark.parametrize(("doc", "problem", "path"), BAD_INTERACTIONS)
 def test_bad_interactions_are_rejected_with_their_path(doc: Any, problem: str, path: str) -> None:
-    attempts: tuple[Callable[[], object], ...] = (
-        lambda: decode(doc, protocol.AnyInteraction),
-        lambda: msgspec.convert(doc, protocol.AnyInteraction),
-    )
-    for attempt in attempts:
-        with pytest.raises(msgspec.ValidationError) as info:
-            attempt()
-        message = str(info.value)
-        assert problem in message
-        assert re.search(path_error(path), message), message
+    assert_rejected(doc, protocol.AnyInteraction, problem, path_error(path))
 
 
 @pytest.mark.parametrize(
