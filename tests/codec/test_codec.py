@@ -17,6 +17,7 @@ from oasst_shared import codec
 from oasst_shared.codec import FrameDecodeError, JsonCodec, MsgpackCodec, SSEEvent, SSEParser
 from oasst_shared.schemas import inference, protocol
 from tests.strategies import instances
+from tests.support.hostile_streams import feed_all
 
 JSON_CODECS = {
     "WorkerRequest": (codec.worker_request, codec.worker_request_msgpack, inference.WorkerRequest),
@@ -393,24 +394,15 @@ def _expected_events() -> list[SSEEvent]:
     ]
 
 
-def _parse(chunks: list[bytes]) -> list[SSEEvent]:
-    parser = SSEParser()
-    events: list[SSEEvent] = []
-    for chunk in chunks:
-        events += parser.feed(chunk)
-    parser.close()
-    return events
-
-
 def test_sse_whole_stream() -> None:
-    assert _parse([SSE_STREAM]) == _expected_events()
+    assert feed_all(SSEParser(), [SSE_STREAM]) == _expected_events()
 
 
 def test_sse_every_single_split_point_and_byte_by_byte() -> None:
     expected = _expected_events()
     for cut in range(len(SSE_STREAM) + 1):
-        assert _parse([SSE_STREAM[:cut], SSE_STREAM[cut:]]) == expected, cut
-    assert _parse([SSE_STREAM[i : i + 1] for i in range(len(SSE_STREAM))]) == expected
+        assert feed_all(SSEParser(), [SSE_STREAM[:cut], SSE_STREAM[cut:]]) == expected, cut
+    assert feed_all(SSEParser(), [SSE_STREAM[i : i + 1] for i in range(len(SSE_STREAM))]) == expected
 
 
 @settings(max_examples=200, deadline=None)
@@ -418,7 +410,7 @@ def test_sse_every_single_split_point_and_byte_by_byte() -> None:
 def test_sse_any_chunking(data: st.DataObject) -> None:
     cuts = sorted(data.draw(st.lists(st.integers(0, len(SSE_STREAM)), max_size=20)))
     chunks = [SSE_STREAM[a:b] for a, b in zip([0, *cuts], [*cuts, len(SSE_STREAM)], strict=True)]
-    assert _parse(chunks) == _expected_events()
+    assert feed_all(SSEParser(), chunks) == _expected_events()
 
 
 def test_sse_str_chunks_and_last_event_id() -> None:

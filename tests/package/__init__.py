@@ -1,2 +1,2 @@
 """The distribution as a whole: the documentation's examples run, import cost, optional
-dependencies, and the drop-in replacement for the reference package."""
+dependencies, and drop-in use (code written against the reference runs unchanged)."""

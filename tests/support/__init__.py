@@ -6,4 +6,7 @@
   msgpack, SSE).
 * ``compat``: the struct <-> Pydantic view pairs the compat suites walk.
 * ``factories``: example messages with fixed, realistic values (a large GPU worker, its load).
+* ``decoding``: a document decoded as a type, and the check that a bad one is refused with its
+  problem and path.
+* ``processes``: a snippet run in a fresh interpreter (optionally with modules hidden).
 """
