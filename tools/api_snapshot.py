@@ -50,7 +50,7 @@ from typing import TextIO
 
 import griffe
 
-from tools._output import REPO_ROOT
+from tools._output import REPO_ROOT, GenerateError
 
 __all__ = [
     "FIX",
@@ -81,7 +81,9 @@ MAX_DIFF_LINES = 60
 """How many differing lines ``--check`` prints at most."""
 
 # Classes whose annotated class attributes are fields (constructor arguments with their defaults).
-_MODEL_BASES = frozenset({"msgspec.Struct", "pydantic.BaseModel", "pydantic.main.BaseModel", "typing.NamedTuple"})
+_MODEL_BASES = frozenset(
+    {"msgspec.Struct", "pydantic.BaseModel", "pydantic.main.BaseModel", "typing.NamedTuple"}
+)
 
 _HEADER = (
     "# The public API of oasst_shared and oasst_compat, one line per public name (tools/api_snapshot.py\n"
@@ -90,15 +92,15 @@ _HEADER = (
 )
 
 
-def load(root: Path = REPO_ROOT) -> list[griffe.Module]:
-    """The packages of the checkout at ``root``, read from source (nothing is imported)."""
+def load(root: Path = REPO_ROOT, packages: Sequence[tuple[str, str]] = PACKAGES) -> list[griffe.Module]:
+    """The ``packages`` (name, folder) of the checkout at ``root``, read from source (nothing is imported)."""
     loader = griffe.GriffeLoader(
-        search_paths=[root / folder for _, folder in PACKAGES],
+        search_paths=[root / folder for _, folder in packages],
         allow_inspection=False,
         store_source=False,
     )
     modules = []
-    for name, _ in PACKAGES:
+    for name, _ in packages:
         module = loader.load(name)
         assert isinstance(module, griffe.Module)
         modules.append(module)
@@ -318,7 +320,7 @@ def describe(packages: Sequence[griffe.Module]) -> list[str]:
             for name in _exports(module):
                 member = module.members.get(name)
                 if member is None:
-                    raise SystemExit(
+                    raise GenerateError(
                         f"{module.path}.__all__ names {name!r}, which the module does not define"
                     )
                 exported.append((f"{module.path}.{name}", member))
