@@ -227,7 +227,7 @@ def test_the_readme_blocks_are_all_found() -> None:
     """Every line opening a python fence in README.md is one extracted block."""
     lines = (REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     openings = [n for n, line in enumerate(lines, 1) if re.match(r"^ {0,3}```\s*python\s*$", line)]
-    assert len(openings) >= 6
+    assert len(openings) >= 2  # the tour: a worker frame, the drop-in
     assert [b.line for b in BLOCKS if b.path == "README.md"] == openings
 
 
