@@ -95,21 +95,31 @@ __all__ = [
 FrameDecodeError.__module__ = __name__
 
 worker_request: JsonCodec[inference.WorkerRequest] = JsonCodec(inference.WorkerRequest)
+"""What the server sends a worker (``WorkerRequest``, tagged on ``request_type``), as JSON."""
 worker_response: JsonCodec[inference.WorkerResponse] = JsonCodec(inference.WorkerResponse)
+"""What a worker sends the server (``WorkerResponse``, tagged on ``response_type``), as JSON."""
 any_task: JsonCodec[protocol.AnyTask] = JsonCodec(protocol.AnyTask)
+"""Any backend task (``protocol.AnyTask``, tagged on ``type``), as JSON."""
 any_interaction: JsonCodec[protocol.AnyInteraction] = JsonCodec(protocol.AnyInteraction)
+"""Any backend interaction (``protocol.AnyInteraction``, tagged on ``type``), as JSON."""
 
 worker_request_msgpack: MsgpackCodec[inference.WorkerRequest] = MsgpackCodec(inference.WorkerRequest)
+"""``worker_request`` as MessagePack."""
 worker_response_msgpack: MsgpackCodec[inference.WorkerResponse] = MsgpackCodec(inference.WorkerResponse)
+"""``worker_response`` as MessagePack."""
 any_task_msgpack: MsgpackCodec[protocol.AnyTask] = MsgpackCodec(protocol.AnyTask)
+"""``any_task`` as MessagePack."""
 any_interaction_msgpack: MsgpackCodec[protocol.AnyInteraction] = MsgpackCodec(protocol.AnyInteraction)
+"""``any_interaction`` as MessagePack."""
 
 worker_response_envelope: JsonCodec[WorkerResponseEnvelope] = JsonCodec(
     WorkerResponseEnvelopes, name="inference.WorkerResponse envelope"
 )
+"""Worker frames read as envelopes (tag and ``request_id``); ``peek_worker_response`` is its ``decode``."""
 worker_request_envelope: JsonCodec[WorkerRequestEnvelope] = JsonCodec(
     WorkerRequestEnvelopes, name="inference.WorkerRequest envelope"
 )
+"""Server frames read as envelopes (tag and ``id``); ``peek_worker_request`` is its ``decode``."""
 
 peek_worker_response = worker_response_envelope.decode
 """Tag and ``request_id`` of a worker frame, without decoding the rest (for relays).
