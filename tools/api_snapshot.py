@@ -101,7 +101,7 @@ def load(root: Path = REPO_ROOT, packages: Sequence[tuple[str, str]] = PACKAGES)
     )
     modules = []
     for name, _ in packages:
-        module = loader.load(name)
+        module = loader.load(name, try_relative_path=False)  # not a folder of the working directory
         assert isinstance(module, griffe.Module)
         modules.append(module)
     loader.resolve_aliases(implicit=False, external=False)

@@ -293,3 +293,16 @@ def test_a_re_exported_name_is_described_once(tmp_path: Path) -> None:
 def test_an_all_naming_nothing_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(GenerateError, match=r"demo.__all__ names 'gone'"):
         _describe(tmp_path, {"__init__.py": '__all__ = ["gone"]\n'})
+
+
+def test_reads_the_checkout_given_not_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Snapshotting another checkout (an older commit, for CHANGELOG.md) from this one reads
+    that checkout's packages, not the same-named folders of the working directory."""
+    here = tmp_path / "here"
+    (here / "demo").mkdir(parents=True)
+    (here / "demo" / "__init__.py").write_text("def current() -> None: ...\n", encoding="utf-8")
+    monkeypatch.chdir(here)
+    lines = _describe(tmp_path / "old", {"__init__.py": "def old() -> None: ...\n"})
+    assert lines == ["demo: module", "demo.old: function () -> None"]
