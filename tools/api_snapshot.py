@@ -105,7 +105,22 @@ def load(root: Path = REPO_ROOT, packages: Sequence[tuple[str, str]] = PACKAGES)
         assert isinstance(module, griffe.Module)
         modules.append(module)
     loader.resolve_aliases(implicit=False, external=False)
+    for module, (name, folder) in zip(modules, packages, strict=True):
+        _check_every_module_read(module, root / folder / name)
     return modules
+
+
+def _check_every_module_read(package: griffe.Module, directory: Path) -> None:
+    """griffe leaves out a module it cannot parse: that must not read as the module's removal."""
+    loaded = {module.path for module in _public_modules(package)}
+    for file in sorted(directory.rglob("*.py")):
+        parts = [package.name, *file.relative_to(directory).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        if any(part.startswith("_") for part in parts[1:]):
+            continue
+        if ".".join(parts) not in loaded:
+            raise GenerateError(f"griffe could not read {file} (a syntax error?): no snapshot without it")
 
 
 def _public_modules(package: griffe.Module) -> Iterator[griffe.Module]:

@@ -306,3 +306,8 @@ def test_reads_the_checkout_given_not_the_working_directory(
     monkeypatch.chdir(here)
     lines = _describe(tmp_path / "old", {"__init__.py": "def old() -> None: ...\n"})
     assert lines == ["demo: module", "demo.old: function () -> None"]
+
+
+def test_a_module_griffe_cannot_read_is_an_error_not_a_removal(tmp_path: Path) -> None:
+    with pytest.raises(GenerateError, match=r"could not read .*demo/sub\.py"):
+        _describe(tmp_path, {"__init__.py": "def a() -> None: ...\n", "sub.py": "def broken(:\n"})
