@@ -74,7 +74,7 @@ PROG = "python -m tools.api_snapshot"
 PACKAGES: tuple[tuple[str, str], ...] = (("oasst_shared", "."), ("oasst_compat", "compat"))
 """Each top-level package described, and the folder of the checkout it is found in."""
 
-MAX_VALUE = 160
+MAX_VALUE = 400
 """Values longer than this are shown as their length and a hash."""
 
 MAX_DIFF_LINES = 60
