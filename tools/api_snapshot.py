@@ -18,7 +18,7 @@ What is public:
 * the modules of ``oasst_shared`` and ``oasst_compat`` with no ``_``-prefixed part in their
   dotted path (``__main__`` aside);
 * in each, the names of its ``__all__`` (where there is none, its names not starting with ``_``
-  that it defines itself, not those it imports);
+  that it defines itself, not those it imports, and ``__version__``);
 * in each public class, its members not starting with ``_``, its ``__init__`` and the other
   special methods it defines, and the members it inherits from a class that is not itself in
   the snapshot (a private base). Members a class inherits from a base that is in the snapshot
@@ -34,7 +34,8 @@ Line format: ``<dotted path>: <kind> <signature or type> [= value]``. Kinds: ``m
 msgspec Struct, Pydantic model or NamedTuple: its type and default), ``attribute``, ``alias of``. Each
 ``@overload`` of a function gets a line of its own (``overload``). A value longer than
 ``MAX_VALUE`` characters is shown by its length and a short sha256, so that a change to it
-still shows.
+still shows; the value an attribute gets in ``__init__`` (``self.x = x``) is the implementation
+and is left out.
 """
 
 from __future__ import annotations
