@@ -157,7 +157,7 @@ def parse_obj_as(tp: Any, obj: Any) -> Any:
     Through ``msgspec.convert`` (for the message unions, into the member the tag names); an
     object that already is a ``tp`` struct is returned as is. Bad input raises
     ``msgspec.ValidationError`` whose message names the path as the codec's errors do
-    (``- at `$.thread.messages[0].role```), like ``Struct.parse_obj``.
+    (``- at `$.thread.messages[0].role` ``), like ``Struct.parse_obj``.
     """
     entry = _converters_by_id.get(id(tp))
     convert = entry[1] if entry is not None and entry[0] is tp else _converter_for(tp)

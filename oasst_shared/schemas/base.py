@@ -203,7 +203,7 @@ class OasstStruct(msgspec.Struct, metaclass=_OasstStructMeta, kw_only=True):
         Invalid input raises ``msgspec.ValidationError`` (wrong content) or
         ``msgspec.DecodeError`` (not JSON, invalid UTF-8, nested too deeply), whose message
         names the path as the codecs' ``FrameDecodeError`` does: the missing field itself
-        (``- at `$.thread.messages[0].role```), the mapping of a bad key, the line and column
+        (``- at `$.thread.messages[0].role` ``), the mapping of a bad key, the line and column
         of malformed JSON.
         """
         decoder = _json_decoders.get(cls)
