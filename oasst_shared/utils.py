@@ -62,11 +62,13 @@ class ScopeTimer:
         self.start()
 
     def start(self) -> None:
+        """(Re)start timing: ``elapsed`` is ``None`` until the next ``stop()``."""
         self.start_time = time.perf_counter()
         self.end_time = None
         self.elapsed = None
 
     def stop(self) -> float:
+        """Stop timing; the seconds since the last start (also kept in ``elapsed``)."""
         self.end_time = time.perf_counter()
         self.elapsed = self.end_time - self.start_time
         return self.elapsed

@@ -45,6 +45,7 @@ class Progress:
         self._drawn = False
 
     def update(self, done: int, messages: int) -> None:
+        """Show ``done`` bytes read and ``messages`` read so far (if enabled and due)."""
         if not self._enabled or (self._total is None and done < self._threshold):
             return
         now = time.monotonic()

@@ -172,9 +172,11 @@ class SSEParser:
 
     @property
     def last_event_id(self) -> str | None:
+        """The stream's last ``id`` field (a reconnection sends it as ``Last-Event-ID``), or ``None``."""
         return self._last_id
 
     def feed(self, chunk: bytes | bytearray | memoryview | str) -> list[SSEEvent]:
+        """The events this chunk completes, in order (an empty list while an event is still open)."""
         if isinstance(chunk, str):
             text = chunk
         else:
