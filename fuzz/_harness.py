@@ -57,8 +57,8 @@ def union_harness(
     """``test_one_input`` and ``seeds`` for a union's JSON and MessagePack codecs: each input
     is tried as JSON bytes, as ``str`` (surrogates allowed), as MessagePack, and as a few
     edits of a valid frame in either format."""
-    from tests.strategies import instances
     from tests.support.hostile import check_union_json, check_union_msgpack
+    from tests.support.strategies import instances
 
     pool_json = seeds_of(instances(json_codec.type), json_codec.encode, count=60)
     pool_msgpack = seeds_of(instances(json_codec.type), msgpack_codec.encode, count=60)

@@ -10,8 +10,8 @@ with atheris.instrument_imports(include=["oasst_shared"]):
 from hypothesis import strategies as st
 
 from fuzz._harness import run, seeds_of
-from tests.strategies import instances
 from tests.support.hostile_streams import check_ndjson
+from tests.support.strategies import instances
 
 NAME = "WorkerResponse"
 

@@ -13,9 +13,9 @@ with atheris.instrument_imports(include=["oasst_shared"]):
 from hypothesis import strategies as st
 
 from fuzz._harness import run, seeds_of
-from tests.strategies import instances
 from tests.support.hostile import Failed, attempt, factory_only_difference
 from tests.support.hostile_streams import chunked, reference_frames
+from tests.support.strategies import instances
 
 NAME = "WorkerResponse"
 LIMIT = 4096

@@ -10,8 +10,8 @@ with atheris.instrument_imports(include=["oasst_shared"]):
     from oasst_shared.codec import FrameDecodeError
 
 from fuzz._harness import near_valid, run, seeds_of
-from tests.strategies import instances
 from tests.support.hostile import Failed, attempt, check_peek
+from tests.support.strategies import instances
 
 POOL = seeds_of(instances(codec.worker_response.type), codec.worker_response.encode) + seeds_of(
     instances(codec.worker_request.type), codec.worker_request.encode

@@ -9,8 +9,8 @@ with atheris.instrument_imports(include=["oasst_shared"]):
     from oasst_shared.codec import FrameDecodeError, SSEParser
 
 from fuzz._harness import run, seeds_of
-from tests.strategies import instances
 from tests.support.hostile_streams import SSE_PIECES, chunked, feed_all, reference_sse
+from tests.support.strategies import instances
 
 
 def test_one_input(data: bytes) -> None:

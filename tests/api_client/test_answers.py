@@ -1,7 +1,7 @@
 """The API client's handling of answers, without a socket: the backend is a ``MockBackend``
 (``httpx.MockTransport``) given as ``transport=``. Error bodies and their mapping, the retry
 rules for statuses (waits recorded by an injected clock), success bodies that do not decode,
-and what each request carries. Connection-level faults are in ``test_api_client_faults``."""
+and what each request carries. Connection-level faults are in ``api_client/test_faults``."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from oasst_shared.api_client._request import query
 from oasst_shared.api_client._response import UNCHECKED_CHUNKS
 from oasst_shared.exceptions import OasstError, OasstErrorCode
 from oasst_shared.schemas import protocol
-from tests.fault_server import MockBackend, SleepRecorder, respond, respond_json
+from tests.support.fault_server import MockBackend, SleepRecorder, respond, respond_json
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

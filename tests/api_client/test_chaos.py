@@ -1,6 +1,6 @@
 """The API client against a chaos server: many mixed calls, each attempt answered at random.
 
-The server (``tests/chaos_server.py``) keeps connections alive and answers each request with
+The server (``tests/support/chaos_server.py``) keeps connections alive and answers each request with
 a fault kind drawn from an RNG seeded on (seed, call, attempt): the valid answer, delays
 under and over the client's timeout, connections closed or reset before answering or
 mid-body, garbage (raw, as a body, as gzip, as chunks), 20 MB bodies, truncated JSON,
@@ -17,7 +17,7 @@ past the deadline ends the call. After ``close()`` the pool is empty and every s
 client opened is closed (both ends).
 
 The seed is ``OASST_CHAOS_SEED`` (default below) and is in every assertion message; rerun
-with ``OASST_CHAOS_SEED=<seed> pytest tests/test_api_client_chaos.py`` to replay a run.
+with ``OASST_CHAOS_SEED=<seed> pytest tests/api_client/test_chaos.py`` to replay a run.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from oasst_shared.api_client import (
 )
 from oasst_shared.exceptions import OasstError
 from oasst_shared.schemas import protocol
-from tests.chaos_server import (
+from tests.support.chaos_server import (
     HUGE_BYTES,
     KINDS,
     ChaosRecord,
@@ -60,7 +60,7 @@ from tests.chaos_server import (
     huge_padding,
     seeded_chooser,
 )
-from tests.fault_server import unused_port
+from tests.support.fault_server import unused_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 

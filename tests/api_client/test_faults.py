@@ -27,7 +27,7 @@ from oasst_shared.api_client import (
 )
 from oasst_shared.exceptions import OasstErrorCode
 from oasst_shared.schemas import protocol
-from tests.fault_server import (
+from tests.support.fault_server import (
     FaultServer,
     SleepRecorder,
     announce_only,

@@ -13,7 +13,7 @@ import pytest
 
 from oasst_shared.api_client import OasstApiClient, OasstApiNotFoundError
 from oasst_shared.schemas import protocol
-from tests.fault_server import MockBackend, RecordedRequest, respond, respond_json
+from tests.support.fault_server import MockBackend, RecordedRequest, respond, respond_json
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

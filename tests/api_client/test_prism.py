@@ -11,7 +11,7 @@ import inspect
 import re
 import typing
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any
@@ -28,8 +28,10 @@ from oasst_shared.api_client import (
 )
 from oasst_shared.exceptions import OasstErrorCode
 from oasst_shared.schemas import protocol
-from tests.backend_mock import DYNAMIC, PRISM_BIN, PRISM_MISSING_MESSAGE, MockServer, start_prism, stop_prism
-from tests.specs import specs_dir
+from tests.support.backend_mock import (
+    DYNAMIC,
+    MockServer,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -40,15 +42,6 @@ TASK_ID = uuid.UUID("9b2d8f3e-8c1f-4c36-9d6c-0d5f5f1f6a10")
 WHEN = datetime(2023, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 ALL_TASK_TAGS = {member.__struct_config__.tag for member in typing.get_args(protocol.AnyTask)}
-
-
-@pytest.fixture(scope="session")
-def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockServer]:
-    if not PRISM_BIN.exists():
-        pytest.fail(PRISM_MISSING_MESSAGE, pytrace=False)
-    server = start_prism(specs_dir() / "backend-openapi.json", tmp_path_factory.mktemp("prism"))
-    yield server
-    stop_prism(server)
 
 
 class Recorder:

@@ -25,7 +25,7 @@ from oasst_shared.api_client import (
 )
 from oasst_shared.exceptions import OasstErrorCode
 from oasst_shared.schemas import protocol
-from tests.fault_server import FaultServer, respond, respond_json, stall
+from tests.support.fault_server import FaultServer, respond, respond_json, stall
 from tools import generate_sync as _generate_sync
 
 API_KEY = "sk-sync-test-0b7f3a1e"

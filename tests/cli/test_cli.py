@@ -22,8 +22,8 @@ from oasst_shared import model_configs
 from oasst_shared.cli.validate import InvalidMessage, MessageValidator, read_line_batches
 from oasst_shared.schemas import inference
 from oasst_shared.schemas.json_schema import SCHEMA_DEVIATIONS
-from tests.specs import REPO_ROOT
 from tests.support import factories
+from tests.support.specs import REPO_ROOT
 
 BIN_DIR = Path(sys.executable).parent
 SCRIPT = shutil.which("oasst-shared", path=str(BIN_DIR))

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from oasst_shared import codec
 from oasst_shared.codec import FrameDecodeError, JsonCodec, MsgpackCodec, SSEEvent, SSEParser
 from oasst_shared.schemas import inference, protocol
-from tests.strategies import instances
 from tests.support.hostile_streams import feed_all
+from tests.support.strategies import instances
 
 JSON_CODECS = {
     "WorkerRequest": (codec.worker_request, codec.worker_request_msgpack, inference.WorkerRequest),

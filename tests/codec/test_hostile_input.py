@@ -31,7 +31,6 @@ from hypothesis import strategies as st
 from oasst_shared import codec
 from oasst_shared.codec import FrameDecodeError, JsonCodec, MsgpackCodec
 from oasst_shared.schemas import inference, protocol
-from tests.strategies import instances
 from tests.support.hostile import (
     ALL_STRUCTS,
     CODECS,
@@ -48,6 +47,7 @@ from tests.support.hostile import (
     mutated,
     numbers_equal,
 )
+from tests.support.strategies import instances
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 PER_STRUCT = settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))

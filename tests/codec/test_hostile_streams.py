@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 from oasst_shared import codec
 from oasst_shared.codec import FrameDecodeError, JsonCodec, MsgpackCodec, SSEEvent, SSEParser
 from oasst_shared.schemas import inference
-from tests.strategies import instances
 from tests.support.hostile import (
     CODECS,
     Failed,
@@ -42,6 +41,7 @@ from tests.support.hostile_streams import (
     reference_frames,
     reference_sse,
 )
+from tests.support.strategies import instances
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 NAMES = st.sampled_from(list(CODECS))

@@ -1,6 +1,6 @@
 """Views and structs agree on the wire, for every message type, with generated messages.
 
-For each concrete struct, hypothesis builds valid messages (``tests.strategies``, derived from
+For each concrete struct, hypothesis builds valid messages (``tests.support.strategies``, derived from
 the structs). Each message must survive, unchanged:
 
 * ``to_pydantic`` then ``from_pydantic`` (no JSON in between);
@@ -24,8 +24,8 @@ from pydantic import TypeAdapter
 
 from oasst_compat import from_pydantic, to_pydantic
 from oasst_shared.schemas.base import OasstStruct
-from tests.strategies import instances, normalize_json, reference_json
 from tests.support.compat import CONCRETE_STRUCTS, UNIONS, view_of
+from tests.support.strategies import instances, normalize_json, reference_json
 
 SETTINGS = settings(
     max_examples=10,

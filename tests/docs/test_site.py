@@ -31,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from tests.specs import REPO_ROOT
+from tests.support.specs import REPO_ROOT
 
 pytestmark = pytest.mark.timeout(300)
 

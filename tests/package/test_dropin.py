@@ -12,7 +12,6 @@ import copy
 import inspect
 import pickle
 import typing
-from collections.abc import Iterator
 from typing import Any
 from uuid import uuid4
 
@@ -32,9 +31,8 @@ from oasst_shared.exceptions import OasstError, OasstErrorCode
 from oasst_shared.schemas import _registry as registry
 from oasst_shared.schemas import inference, parse_obj_as, parse_raw_as, protocol
 from oasst_shared.schemas.base import OasstStruct
-from tests.backend_mock import PRISM_BIN, PRISM_MISSING_MESSAGE, MockServer, start_prism, stop_prism
-from tests.specs import specs_dir
-from tests.strategies import instances
+from tests.support.backend_mock import MockServer
+from tests.support.strategies import instances
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -423,15 +421,6 @@ def test_a_consumer_model_typed_with_views_builds_from_a_decoded_work_request() 
 
 API_KEY = "dropin-test-key"
 USER = protocol.User(id="1234", display_name="Test User", auth_method="discord")
-
-
-@pytest.fixture(scope="module")
-def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockServer]:
-    if not PRISM_BIN.exists():
-        pytest.fail(PRISM_MISSING_MESSAGE, pytrace=False)
-    server = start_prism(specs_dir() / "backend-openapi.json", tmp_path_factory.mktemp("prism-dropin"))
-    yield server
-    stop_prism(server)
 
 
 @pytest.mark.anyio

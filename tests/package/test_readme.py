@@ -8,7 +8,7 @@ sample documents), and warnings turned into errors (the README promises, e.g., v
 without warnings). Tracebacks point at the Markdown file's own lines.
 
 Services: a block that reads ``OASST_BACKEND_URL`` talks to the backend; it runs against prism
-serving the backend's OpenAPI document (``tests/backend_mock.py``), with ``OASST_BACKEND_URL`` and
+serving the backend's OpenAPI document (``tests/support/backend_mock.py``), with ``OASST_BACKEND_URL`` and
 ``OASST_API_KEY`` set for it. A block that reads ``OASST_REDIS_URL`` runs against a real
 ``redis-server`` started for the module (``tests/redis_server.py``). Async examples run
 themselves (``asyncio.run(main())`` at the end of the block, as a user's script would), so the
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.backend_mock import PRISM_BIN, PRISM_MISSING_MESSAGE, MockServer, start_prism, stop_prism
 from tests.redis_server import running_redis
-from tests.specs import REPO_ROOT, specs_dir
+from tests.support.backend_mock import MockServer
+from tests.support.specs import REPO_ROOT
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -160,15 +160,6 @@ NOT_RUN = [b for b in BLOCKS if b.not_run is not None]
 
 
 @pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockServer]:
-    if not PRISM_BIN.exists():
-        pytest.fail(PRISM_MISSING_MESSAGE, pytrace=False)
-    server = start_prism(specs_dir() / "backend-openapi.json", tmp_path_factory.mktemp("prism"))
-    yield server
-    stop_prism(server)
-
-
-@pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
     """A real redis-server (``tests/redis_server.py``), or the external one ``OASST_REDIS_URL`` names."""
     with running_redis() as server:
@@ -184,14 +175,14 @@ def test_block_runs(block: Block, request: pytest.FixtureRequest, monkeypatch: p
         url = request.getfixturevalue("redis_url")
         monkeypatch.setenv(REDIS_ENV, url)
     if block.needs_backend:
-        server: MockServer = request.getfixturevalue("backend")
+        server: MockServer = request.getfixturevalue("prism")
         monkeypatch.setenv(BACKEND_ENV, server.url)
         monkeypatch.setenv("OASST_API_KEY", MOCK_API_KEY)
     try:
         run_block(block)
     except BaseException:
         if block.needs_backend:  # shown with the failure, as captured output
-            print(f"prism's log:\n{request.getfixturevalue('backend').log_tail()}")
+            print(f"prism's log:\n{request.getfixturevalue('prism').log_tail()}")
         raise
 
 

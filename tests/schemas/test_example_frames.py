@@ -26,8 +26,8 @@ from oasst_compat import view_class
 from oasst_shared import codec
 from oasst_shared.schemas import inference, protocol
 from oasst_shared.schemas.base import OasstStruct
-from tests.specs import REPO_ROOT
-from tests.strategies import normalize_json
+from tests.support.specs import REPO_ROOT
+from tests.support.strategies import normalize_json
 
 FRAMES = REPO_ROOT / "examples" / "frames"
 

@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from tests.specs import REFERENCE_DATA, SHARED_SPECS, specs_dir
+from tests.support.specs import REFERENCE_DATA, SHARED_SPECS, specs_dir
 
 
 def recorded_digests() -> dict[str, str]:

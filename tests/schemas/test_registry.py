@@ -19,7 +19,7 @@ from oasst_shared._decode_errors import type_name
 from oasst_shared.schemas import _registry as registry
 from oasst_shared.schemas import inference, protocol
 from oasst_shared.schemas.base import OasstStruct
-from tests.strategies import check_round_trips, instances
+from tests.support.strategies import check_round_trips, instances
 
 MESSAGE_TYPES = list(registry.message_types().items())
 STRUCTS = list(registry.struct_types().items())

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.specs import REPO_ROOT
+from tests.support.specs import REPO_ROOT
 
 PRISM_BIN = REPO_ROOT / "node_modules" / ".bin" / "prism"
 PRISM_MISSING_MESSAGE = (

@@ -32,7 +32,7 @@ from oasst_shared import codec
 from oasst_shared.codec import FrameDecodeError
 from oasst_shared.schemas import _registry as registry
 from oasst_shared.schemas import inference, protocol
-from tests.strategies import instances
+from tests.support.strategies import instances
 
 __all__ = [
     "ALL_STRUCTS",

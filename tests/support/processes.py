@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.specs import REPO_ROOT
+from tests.support.specs import REPO_ROOT
 
 __all__ = ["run_python"]
 

@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_DATA = REPO_ROOT / "tests" / "data" / "reference"
 """The in-repository copies of the reference specs."""
 SHARED_SPECS = REPO_ROOT.parent / "shared" / "specs"
