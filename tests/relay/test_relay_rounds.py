@@ -94,8 +94,9 @@ async def test_rounds_pop_the_busy_key_not_every_idle_one(redis_url: str, plain:
         assert flood.received == flood.sent > 0
         # a round that drained every key would make 1001 LPOP calls (the old design), and a scan of
         # every key 32 EXISTS; a hot round pops the busy key and scans one slice of the idle ones
-        assert lpops / rounds < 3, (lpops, rounds)
-        assert exists / rounds <= _COLD_SLICE // 32 + 2, (exists, rounds)
+        # (2 EXISTS). Margin: a stall of the flood may cost a round over every key now and then.
+        assert lpops / rounds < 5, (lpops, rounds)
+        assert exists / rounds < _COLD_SLICE // 32 + 6, (exists, rounds)
         for s in idle:
             await s.aclose()
 
@@ -110,16 +111,17 @@ async def test_a_quiet_stream_is_not_starved_by_a_flooded_one(redis_url: str, pl
             pusher = asyncio.create_task(flood.push())
             try:
                 await asyncio.sleep(0.3)  # the flooded key is hot, "quiet" is neither hot nor fresh
+                assert flood.received > 0
                 before = await command_calls(plain)
-                sent_before = flood.sent
                 await plain.rpush("message:quiet", token_frame(7))
                 got = await asyncio.wait_for(qsub.next_batch(10), timeout=10)
                 after = await command_calls(plain)
-                assert flood.sent > sent_before  # it came while the flood went on
+                assert not pusher.done()  # it came while the flood went on
             finally:
                 flood.stop.set()
                 await asyncio.gather(pusher, taker)
         assert got == [token_frame(7)]
+        assert flood.received == flood.sent
         # within ceil(keys / slice) hot rounds, plus the rounds in flight around the two INFO calls
         keys = 300 + 2
         assert delta(after, before, "evalsha") <= math.ceil(keys / _COLD_SLICE) + 3
