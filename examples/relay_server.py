@@ -14,7 +14,7 @@ reference's database (start, complete and abort work on a message).
 
 Run the demo (K fake workers and K chats through a real Redis)::
 
-    python examples/relay_server.py                       # starts a redis-server (tests/redis_server.py)
+    python examples/relay_server.py           # starts a redis-server (tests/support/redis_server.py)
     python examples/relay_server.py redis://127.0.0.1:6379/0
 """
 
@@ -341,7 +341,7 @@ def main() -> None:
         return
     sys.path.insert(0, ".")
     try:
-        from tests.redis_server import running_redis
+        from tests.support.redis_server import running_redis
     except ImportError:
         raise SystemExit("give a Redis URL, or run from the repository root to start one") from None
     with running_redis() as srv:

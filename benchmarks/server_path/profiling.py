@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.serve:
         serve_profiled(*args.serve)
         return
-    from tests.redis_server import running_redis
+    from tests.support.redis_server import running_redis
 
     settings = runner.Settings(chats=args.chats, tokens=args.tokens, phases=(), short_phases=())
     results: dict[str, dict[str, float]] = {}

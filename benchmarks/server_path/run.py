@@ -131,7 +131,7 @@ def _flush(redis_url: str) -> None:
 
 def run_benchmark(quick: bool = False, progress: bool = False) -> dict[str, Any]:
     """Every variant, one after the other against one Redis, then the two-server relay run."""
-    from tests.redis_server import running_redis
+    from tests.support.redis_server import running_redis
 
     s = Settings.of(quick)
     results: dict[str, Any] = {

@@ -10,7 +10,7 @@ without warnings). Tracebacks point at the Markdown file's own lines.
 Services: a block that reads ``OASST_BACKEND_URL`` talks to the backend; it runs against prism
 serving the backend's OpenAPI document (``tests/support/backend_mock.py``), with ``OASST_BACKEND_URL`` and
 ``OASST_API_KEY`` set for it. A block that reads ``OASST_REDIS_URL`` runs against a real
-``redis-server`` started for the module (``tests/redis_server.py``). Async examples run
+``redis-server`` started for the module (``tests/support/redis_server.py``). Async examples run
 themselves (``asyncio.run(main())`` at the end of the block, as a user's script would), so the
 test adds no event loop of its own.
 
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.redis_server import running_redis
 from tests.support.backend_mock import MockServer
+from tests.support.redis_server import running_redis
 from tests.support.specs import REPO_ROOT
 
 pytestmark = pytest.mark.timeout(180)
@@ -161,7 +161,7 @@ NOT_RUN = [b for b in BLOCKS if b.not_run is not None]
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    """A real redis-server (``tests/redis_server.py``), or the external one ``OASST_REDIS_URL`` names."""
+    """A real redis-server (``tests/support/redis_server.py``), or the one ``OASST_REDIS_URL`` names."""
     with running_redis() as server:
         yield server.url
 

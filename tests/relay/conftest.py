@@ -1,4 +1,4 @@
-"""Fixtures for the relay tests: a real redis-server (tests/redis_server.py) and relays on it.
+"""Fixtures for the relay tests: a real redis-server (tests/support/redis_server.py) and relays on it.
 
 redis-py's asyncio client runs on asyncio only (it does not support trio), so these tests run
 on asyncio only: ``anyio_backend`` is overridden here.
@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from oasst_shared.relay import Relay
-from tests.redis_server import RedisServer, running_redis
+from tests.support.redis_server import RedisServer, running_redis
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Measure the relay designs against each other (not a test): ``python -m tests.relay.measure_designs``.
 
-K concurrent streams x N tokens in one process, through a real redis-server (tests/redis_server.py);
+K concurrent streams x N tokens in one process, through a real redis-server (tests/support/redis_server.py);
 each stream's publisher awaits each publish (as a worker handler does), each consumer decodes every
 response to a struct. Reports this process's CPU time per token (Redis's own CPU is not counted) and
 tokens/s. Designs:
@@ -27,7 +27,7 @@ from oasst_shared import codec
 from oasst_shared.relay import Relay, message_queue_key
 from oasst_shared.relay._relay import _DRAIN_PER_KEY, _Batch, _pack
 from oasst_shared.schemas import inference
-from tests.redis_server import running_redis
+from tests.support.redis_server import running_redis
 
 
 def token_frame(i: int) -> bytes:

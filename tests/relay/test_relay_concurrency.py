@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from oasst_shared import codec
 from oasst_shared.relay import Relay
 from oasst_shared.schemas import inference
-from tests.redis_server import RedisServer
 from tests.relay.helpers import final, token
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 

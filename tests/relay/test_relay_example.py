@@ -16,7 +16,7 @@ import pytest
 from oasst_shared import codec
 from oasst_shared.relay import Relay
 from oasst_shared.schemas import inference
-from tests.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -22,8 +22,8 @@ import redis.asyncio as aioredis
 from oasst_shared import codec
 from oasst_shared.relay import Relay, RelayConnectionError, RelayError, RelayPublishError
 from oasst_shared.schemas import inference
-from tests.redis_server import RedisServer
 from tests.relay.helpers import final, token, token_frame
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from tests.redis_server import running_redis
+    from tests.support.redis_server import running_redis
 
     with running_redis() as srv:        # a fresh redis-server on a free 127.0.0.1 port
         client = redis.asyncio.Redis.from_url(srv.url)
