@@ -30,7 +30,7 @@ from typing import Any, Final, NamedTuple
 
 import msgspec
 
-__all__ = ["DECODE_ERRORS", "DecodeProblem", "describe", "shorten", "type_name"]
+__all__ = ["DECODE_ERRORS", "DecodeProblem", "as_msgspec_error", "describe", "shorten", "type_name"]
 
 DECODE_ERRORS: Final = (msgspec.DecodeError, RecursionError, UnicodeError)
 """What msgspec's decoders let out on bad input: its own errors, ``RecursionError`` on absurd
@@ -153,3 +153,18 @@ def type_name(tp: Any) -> str:
     from oasst_shared.schemas._registry import display_name  # not at import: schemas import this module
 
     return display_name(tp)
+
+
+def as_msgspec_error(exc: BaseException, data: Any, type_name: str) -> msgspec.DecodeError:
+    """``exc`` as the msgspec error the v1-style helpers raise (``parse_raw``, ``parse_obj``,
+    ``parse_obj_as``): ``msgspec.ValidationError`` for wrong content, ``msgspec.DecodeError``
+    for input that is not JSON, with the message naming the path as the codecs do. ``data`` is
+    ``None`` when there is no text to point into (a conversion from Python objects)."""
+    if isinstance(exc, UnicodeEncodeError) and data is None:
+        # convert() encodes a str to UTF-8 wherever it reads one as something else (a number,
+        # a datetime, an enum, a field name): a lone surrogate there is invalid content.
+        return msgspec.ValidationError(f"Input to convert to `{type_name}` holds a str with a lone surrogate")
+    problem = str(describe(exc, data, type_name))
+    if isinstance(exc, msgspec.ValidationError):
+        return msgspec.ValidationError(problem)
+    return msgspec.DecodeError(problem)

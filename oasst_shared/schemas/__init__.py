@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import msgspec
 
-from oasst_shared._decode_errors import DECODE_ERRORS, describe, type_name
+from oasst_shared._decode_errors import DECODE_ERRORS, as_msgspec_error, type_name
 
 if TYPE_CHECKING:
     from oasst_shared.codec import JsonCodec
@@ -164,15 +164,4 @@ def parse_obj_as(tp: Any, obj: Any) -> Any:
     try:
         return convert(obj)
     except DECODE_ERRORS as exc:
-        raise _translated(exc, tp) from None
-
-
-def _translated(exc: BaseException, tp: Any) -> msgspec.DecodeError:
-    name = type_name(tp).rpartition(".")[2]
-    if isinstance(exc, UnicodeEncodeError):
-        # convert() encodes a str to UTF-8 wherever it reads one as something else.
-        return msgspec.ValidationError(f"Input to convert to `{name}` holds a str with a lone surrogate")
-    problem = describe(exc, None, name)
-    if isinstance(exc, msgspec.ValidationError):
-        return msgspec.ValidationError(str(problem))
-    return msgspec.DecodeError(str(problem))
+        raise as_msgspec_error(exc, None, type_name(tp).rpartition(".")[2]) from None

@@ -29,7 +29,7 @@ from uuid import UUID
 
 import msgspec
 
-from oasst_shared._decode_errors import DECODE_ERRORS, describe
+from oasst_shared._decode_errors import DECODE_ERRORS, as_msgspec_error
 
 __all__ = ["OasstStruct"]
 
@@ -40,20 +40,6 @@ _PASSTHROUGH = (datetime, date, time, timedelta, UUID, Decimal, bytes)
 
 _json_decoders: builtins.dict[type, msgspec.json.Decoder[Any]] = {}
 _json_encoder = msgspec.json.Encoder()
-
-
-def _translated(exc: BaseException, data: Any, cls: type) -> msgspec.DecodeError:
-    """msgspec's failure as the error ``parse_raw`` / ``parse_obj`` raise, with the path the
-    codecs report. ``data`` is ``None`` for ``parse_obj`` (no text to point into)."""
-    problem = describe(exc, data, cls.__name__)
-    if isinstance(exc, UnicodeEncodeError) and data is None:
-        # convert() encodes a str to UTF-8 wherever it reads one as something else (a number,
-        # a datetime, an enum, a field name): a lone surrogate there is invalid content.
-        message = f"Input to convert to `{cls.__name__}` holds a str with a lone surrogate"
-        return msgspec.ValidationError(message)
-    if isinstance(exc, msgspec.ValidationError):
-        return msgspec.ValidationError(str(problem))
-    return msgspec.DecodeError(str(problem))
 
 
 # A keyword argument that was not passed (``None`` may be a value given on purpose).
@@ -194,7 +180,7 @@ class OasstStruct(msgspec.Struct, metaclass=_OasstStructMeta, kw_only=True):
         try:
             return msgspec.convert(obj, cls)
         except DECODE_ERRORS as exc:
-            raise _translated(exc, None, cls) from None
+            raise as_msgspec_error(exc, None, cls.__name__) from None
 
     @classmethod
     def parse_raw(cls: type[_S], data: str | bytes | bytearray | memoryview) -> _S:
@@ -212,7 +198,7 @@ class OasstStruct(msgspec.Struct, metaclass=_OasstStructMeta, kw_only=True):
         try:
             return decoder.decode(data)  # type: ignore[no-any-return]
         except DECODE_ERRORS as exc:
-            raise _translated(exc, data, cls) from None
+            raise as_msgspec_error(exc, data, cls.__name__) from None
 
     def copy(self: _S, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> _S:
         """A copy, with the fields in ``update`` replaced (not validated, as in pydantic v1)."""
