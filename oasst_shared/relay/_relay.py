@@ -86,6 +86,17 @@ def work_queue_key(compat_hash: str) -> str:
     return f"work:{compat_hash}"
 
 
+async def _back_off(
+    delay: float, deadline: float, exc: BaseException, message: str, *, key: str | None, op: str
+) -> float:
+    """Sleep ``delay`` before the next try and return the next delay (doubled, capped); raise
+    ``RelayConnectionError(message)`` instead when that try would start past ``deadline``."""
+    if time.monotonic() + delay > deadline:
+        raise RelayConnectionError(message, key=key, operation=op) from exc
+    await asyncio.sleep(delay)
+    return min(delay * 2, _BACKOFF_MAX)
+
+
 class QueuePosition(NamedTuple):
     """A pending message's place in its work queue, as the reference's event stream computes it."""
 
@@ -171,12 +182,9 @@ class _Link:
                 ) from exc
             except _NETWORK_ERRORS as exc:
                 await conn.disconnect(nowait=True)
-                if time.monotonic() + delay > deadline:
-                    raise RelayConnectionError(
-                        f"cannot connect to Redis ({exc})", key=key, operation=op
-                    ) from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _BACKOFF_MAX)
+                delay = await _back_off(
+                    delay, deadline, exc, f"cannot connect to Redis ({exc})", key=key, op=op
+                )
                 continue
             except RedisError as exc:  # the handshake was refused (e.g. no such database)
                 await conn.disconnect(nowait=True)
@@ -213,22 +221,15 @@ class _Link:
                     await conn.send_packed_command(_pack(args), check_health=False)
                 except _NETWORK_ERRORS as exc:
                     await conn.disconnect(nowait=True)
-                    if time.monotonic() + delay > deadline:
-                        raise RelayConnectionError(
-                            f"cannot send to Redis ({exc})", key=key, operation=op
-                        ) from exc
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, _BACKOFF_MAX)
+                    delay = await _back_off(
+                        delay, deadline, exc, f"cannot send to Redis ({exc})", key=key, op=op
+                    )
                     continue
                 try:
                     return await conn.read_response(disable_decoding=True)
                 except BusyLoadingError as exc:
-                    if time.monotonic() + delay > deadline:
-                        raise RelayConnectionError(
-                            f"Redis is loading its data ({exc})", key=key, operation=op
-                        ) from exc
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, _BACKOFF_MAX)
+                    message = f"Redis is loading its data ({exc})"
+                    delay = await _back_off(delay, deadline, exc, message, key=key, op=op)
                     continue
                 except ResponseError:
                     raise
