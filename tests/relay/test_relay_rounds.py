@@ -44,6 +44,7 @@ class Flood:
         self.sent = 0
         self.received = 0
         self.stop = asyncio.Event()
+        self.pushed_all = asyncio.Event()  # set once the last push is counted in ``sent``
 
     async def push(self) -> None:
         while not self.stop.is_set():
@@ -51,9 +52,11 @@ class Flood:
             await self.client.rpush(self.key, *frames)
             self.sent += self.per_push
             await asyncio.sleep(0)
+        self.pushed_all.set()
 
     async def take(self, sub: Subscription) -> None:
-        while not self.stop.is_set() or self.received < self.sent:
+        # Not ``stop``: a push may still be on its way when the flood is told to stop.
+        while not self.pushed_all.is_set() or self.received < self.sent:
             for frame in await sub.next_batch(5):
                 assert frame == token_frame(self.received), f"frame {self.received} of the flood"
                 self.received += 1
