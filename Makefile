@@ -104,4 +104,4 @@ fuzz: install
 
 clean:
 	rm -rf .venv .venv-highest .venv-lowest-direct .uv .pytest_cache .mypy_cache .ruff_cache .benchmarks \
-		.fuzz node_modules
+		.fuzz node_modules site bench-results
