@@ -47,8 +47,10 @@ from typing import Any, ClassVar
 
 import msgspec
 import pydantic
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
 from pydantic.main import IncEx
+from pydantic_core import CoreSchema
 from typing_extensions import Self
 
 from oasst_shared.schemas.base import OasstStruct
@@ -102,6 +104,20 @@ class OasstModel(BaseModel):
 
     __attribute_aliases__: ClassVar[dict[str, str]] = {}
     """Attribute / wire name -> Python field name, for fields whose names differ (``model_config``)."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """The view's JSON Schema without a ``description`` from its docstring, as in the reference.
+
+        A view's docstring is the struct's documentation; like ``oasst_shared.schemas.json_schema``,
+        the views keep it out of their schemas. A subclass defined elsewhere keeps pydantic's rule.
+        """
+        json_schema = handler(core_schema)
+        if cls.__module__.partition(".")[0] == __name__.partition(".")[0]:
+            handler.resolve_ref_schema(json_schema).pop("description", None)
+        return json_schema
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from oasst_shared._schema_docs import schema_without_docstring
+
 
 class OasstErrorCode(IntEnum):
     """Error codes of the Open-Assistant backend.
@@ -11,6 +13,8 @@ class OasstErrorCode(IntEnum):
     Ranges: 0-1000 general errors, 1000-2000 tasks endpoint, 2000-3000 prompt repository,
     3000-4000 external resources, 4000-5000 users, 5000-6000 emoji, 6000- cached stats.
     """
+
+    __get_pydantic_json_schema__ = schema_without_docstring
 
     # 0-1000: general errors
     GENERIC_ERROR = 0

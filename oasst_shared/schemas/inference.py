@@ -20,6 +20,7 @@ from uuid import uuid4
 
 from msgspec import Meta, field
 
+from oasst_shared._schema_docs import schema_without_docstring
 from oasst_shared.model_configs import ModelConfig
 from oasst_shared.schemas.base import OasstStruct
 from oasst_shared.utils import utcnow
@@ -210,6 +211,8 @@ class WorkParameters(OasstStruct, kw_only=True):
 
 
 class ReportType(str, enum.Enum):
+    __get_pydantic_json_schema__ = schema_without_docstring
+
     spam = "spam"
     offensive = "offensive"
     feeback = "feedback"  # sic: the reference's member name
@@ -227,6 +230,8 @@ class Report(OasstStruct, kw_only=True, gc=False):
 
 
 class MessageState(str, enum.Enum):
+    __get_pydantic_json_schema__ = schema_without_docstring
+
     manual = "manual"
     pending = "pending"
     in_progress = "in_progress"

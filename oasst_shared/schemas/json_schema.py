@@ -12,6 +12,11 @@ has the reference's property names and required set:
   the union's schema says so with its ``discriminator``.
 * **Empty ``required``.** msgspec writes ``"required": []``; it is dropped, as in the
   reference (OpenAPI 3.0 tools reject an empty list).
+* **Docstrings.** msgspec copies a class docstring into the class's schema as
+  ``description``. The reference's message schemas have no class descriptions, and a
+  docstring is documentation for Python readers, so every component's own ``description`` is
+  dropped: adding or editing a docstring never changes an exported schema. (The Pydantic views
+  drop theirs too: ``oasst_compat.OasstModel`` and the enums' ``__get_pydantic_json_schema__``.)
 
 Documented deviations from the reference (``SCHEMA_DEVIATIONS``, derived from the registry's
 ``KNOWN_DIFFERENCES``, checked by the tests):
@@ -222,12 +227,13 @@ def _fix_components(infos: Iterable[mi.Type], components: dict[str, Any]) -> Non
     classes = _collect_classes(infos)
     names = _component_names(classes)
     for cls, info in classes.items():
-        if not isinstance(info, mi.StructType) or info.array_like:
-            continue
         name = names[cls]
         if name not in components:  # pragma: no cover - only if msgspec changes its naming
             raise RuntimeError(f"msgspec named the component of {cls!r} differently than expected")
-        _fix_struct_schema(info, components[name])
+        # A component's own description is msgspec's copy of the class docstring.
+        components[name].pop("description", None)
+        if isinstance(info, mi.StructType) and not info.array_like:
+            _fix_struct_schema(info, components[name])
 
 
 # ------------------------------------------------------------------------------------ export

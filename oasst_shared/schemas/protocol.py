@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 
 from msgspec import Meta, field
 
+from oasst_shared._schema_docs import schema_without_docstring
 from oasst_shared.exceptions.error_codes import OasstErrorCode
 from oasst_shared.schemas.base import OasstStruct
 
@@ -145,6 +146,8 @@ class MessageTree(OasstStruct, kw_only=True):
 
 
 class TaskRequestType(str, enum.Enum):
+    __get_pydantic_json_schema__ = schema_without_docstring
+
     random = "random"
     summarize_story = "summarize_story"
     rate_summary = "rate_summary"
@@ -285,12 +288,16 @@ class RankAssistantRepliesTask(RankConversationRepliesTask, kw_only=True, tag="r
 class LabelTaskMode(str, enum.Enum):
     """Label task mode that allows frontends to select an appropriate UI."""
 
+    __get_pydantic_json_schema__ = schema_without_docstring
+
     simple = "simple"
     full = "full"
 
 
 class LabelTaskDisposition(str, enum.Enum):
     """Reason why the task was issued."""
+
+    __get_pydantic_json_schema__ = schema_without_docstring
 
     quality = "quality"
     spam = "spam"
@@ -412,6 +419,8 @@ class MessageRanking(Interaction, kw_only=True, tag_field="type", tag="message_r
 
 
 class LabelWidget(str, enum.Enum):
+    __get_pydantic_json_schema__ = schema_without_docstring
+
     yes_no = "yes_no"
     flag = "flag"
     likert = "likert"
@@ -419,6 +428,8 @@ class LabelWidget(str, enum.Enum):
 
 class TextLabel(str, enum.Enum):
     """A label for a piece of text, with how frontends should present it."""
+
+    __get_pydantic_json_schema__ = schema_without_docstring
 
     widget: LabelWidget
     display_text: str
@@ -604,6 +615,8 @@ class OasstErrorResponse(OasstStruct, kw_only=True, gc=False):
 
 
 class EmojiCode(str, enum.Enum):
+    __get_pydantic_json_schema__ = schema_without_docstring
+
     thumbs_up = "+1"  # 👍
     thumbs_down = "-1"  # 👎
     red_flag = "red_flag"  # 🚩
@@ -623,6 +636,8 @@ class EmojiCode(str, enum.Enum):
 
 
 class EmojiOp(str, enum.Enum):
+    __get_pydantic_json_schema__ = schema_without_docstring
+
     togggle = "toggle"  # sic: the reference's member name
     add = "add"
     remove = "remove"
@@ -650,6 +665,8 @@ class CreateFrontendUserRequest(User, kw_only=True, gc=False):
 
 
 class CachedStatsName(str, enum.Enum):
+    __get_pydantic_json_schema__ = schema_without_docstring
+
     human_messages_by_lang = "human_messages_by_lang"
     human_messages_by_role = "human_messages_by_role"
     message_trees_by_state = "message_trees_by_state"
