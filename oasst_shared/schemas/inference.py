@@ -42,6 +42,8 @@ def make_seed() -> int:
 
 
 class WorkerGpuInfo(OasstStruct, kw_only=True, gc=False):
+    """One GPU of a worker's machine, in ``WorkerHardwareInfo.gpus``: its name and total memory."""
+
     name: str
     total_memory: int
 
@@ -72,6 +74,10 @@ class WorkerHardwareInfo(OasstStruct, kw_only=True):
 
 
 class WorkerConfig(OasstStruct, kw_only=True):
+    """What a worker serves, in its ``WorkerInfo``: the model (wire key ``model_config``) and
+    how many requests it handles at once. ``compat_hash`` names the work queue it takes work from.
+    """
+
     model_config: ModelConfig
     max_parallel_requests: int = 1
 
@@ -88,6 +94,8 @@ class WorkerInfo(OasstStruct, kw_only=True):
 
 
 class GpuMetricsInfo(OasstStruct, kw_only=True, gc=False):
+    """One GPU's load, in ``WorkerMetricsInfo.gpus``: compute and memory usage."""
+
     gpu_usage: float
     mem_usage: float
 
@@ -113,6 +121,10 @@ class WorkerMetricsInfo(OasstStruct, kw_only=True):
 
 
 class SamplingParameters(OasstStruct, kw_only=True, gc=False):
+    """How a worker samples, in ``WorkParameters``: top-k, top-p, typical-p, temperature and
+    repetition penalty (None when not set), and at most ``max_new_tokens`` new tokens (1024 by default).
+    """
+
     top_k: int | None = None
     top_p: float | None = None
     typical_p: float | None = None
@@ -125,6 +137,8 @@ class SamplingParameters(OasstStruct, kw_only=True, gc=False):
 
 
 class PluginApiType(OasstStruct, kw_only=True, gc=False):
+    """The ``api`` part of a plugin's manifest: the kind of API (``type``) and its ``url``."""
+
     type: str
     url: str
     has_user_authentication: bool | None = False
@@ -133,10 +147,16 @@ class PluginApiType(OasstStruct, kw_only=True, gc=False):
 
 
 class PluginAuthType(OasstStruct, kw_only=True, gc=False):
+    """The ``auth`` part of a plugin's manifest: how the plugin authenticates (``type``)."""
+
     type: str
 
 
 class PluginOpenAPIParameter(OasstStruct, kw_only=True):
+    """One parameter of a plugin endpoint. The wire keys ``in_`` and ``schema_`` are spelled
+    as the reference spells them.
+    """
+
     name: str
     in_: str  # wire key as the reference spells it
     description: str
@@ -145,6 +165,10 @@ class PluginOpenAPIParameter(OasstStruct, kw_only=True):
 
 
 class PluginOpenAPIEndpoint(OasstStruct, kw_only=True):
+    """One operation of a plugin's API: its ``path``, HTTP method (``type``), ``summary``,
+    ``operation_id``, full ``url``, parameters and optional payload.
+    """
+
     path: str
     type: str
     summary: str
@@ -155,6 +179,10 @@ class PluginOpenAPIEndpoint(OasstStruct, kw_only=True):
 
 
 class PluginConfig(OasstStruct, kw_only=True):
+    """A plugin's manifest: its names and descriptions for people and for the model, its
+    ``api`` and ``auth``, and the ``endpoints`` of its API.
+    """
+
     schema_version: str
     name_for_model: str
     name_for_human: str
@@ -169,6 +197,10 @@ class PluginConfig(OasstStruct, kw_only=True):
 
 
 class PluginEntry(OasstStruct, kw_only=True):
+    """A plugin a chat may use, in ``WorkParameters.plugins``: the plugin's ``url``, whether it
+    is ``enabled`` and its manifest (``plugin_config``). The server sets ``trusted`` for its own plugins.
+    """
+
     url: str
     enabled: bool = True
     plugin_config: PluginConfig | None = None
@@ -177,6 +209,10 @@ class PluginEntry(OasstStruct, kw_only=True):
 
 
 class PluginExecutionDetails(OasstStruct, kw_only=True):
+    """How a plugin run went, in ``PluginUsed``: the model's inner monologue, the tool's final
+    output, the final prompt, the depth reached, and ``status`` with ``error_message`` on failure.
+    """
+
     inner_monologue: list[str]
     final_tool_output: str
     final_prompt: str
@@ -187,6 +223,10 @@ class PluginExecutionDetails(OasstStruct, kw_only=True):
 
 
 class PluginUsed(OasstStruct, kw_only=True):
+    """The plugin a generated reply used (``GeneratedTextResponse.used_plugin``,
+    ``MessageRead.used_plugin``) and how its run went.
+    """
+
     name: str | None = None
     url: str | None = None
     trusted: bool | None = None
@@ -211,6 +251,10 @@ class WorkParameters(OasstStruct, kw_only=True):
 
 
 class ReportType(str, enum.Enum):
+    """Why a chat message was reported (``Report.report_type``). The member for ``"feedback"``
+    is named ``feeback``, as in the reference.
+    """
+
     __get_pydantic_json_schema__ = schema_without_docstring
 
     spam = "spam"
@@ -219,17 +263,25 @@ class ReportType(str, enum.Enum):
 
 
 class Vote(OasstStruct, kw_only=True, gc=False):
+    """A vote on a chat message, with its ``score``."""
+
     id: str
     score: int
 
 
 class Report(OasstStruct, kw_only=True, gc=False):
+    """A report on a chat message, in ``MessageRead.reports``: its ``report_type`` and ``reason``."""
+
     id: str
     report_type: ReportType
     reason: str
 
 
 class MessageState(str, enum.Enum):
+    """Where a chat message stands on the inference server (``MessageRead.state``): e.g.
+    ``pending``, ``in_progress``, ``complete``, or how it ended early.
+    """
+
     __get_pydantic_json_schema__ = schema_without_docstring
 
     manual = "manual"
@@ -266,6 +318,8 @@ class MessageRead(OasstStruct, kw_only=True):
 
 
 class Thread(OasstStruct, kw_only=True):
+    """The chat a worker is to continue, sent in ``WorkRequest.thread``: its messages."""
+
     messages: list[MessageRead]
 
 
@@ -275,6 +329,10 @@ SafetyLevel = Annotated[int, Meta(ge=0, le=9)]
 
 
 class SafetyParameters(OasstStruct, kw_only=True, gc=False):
+    """How strictly a prompt is checked for safety (``WorkRequest.safety_parameters``):
+    ``level`` within [0, 9], 0 by default.
+    """
+
     level: SafetyLevel = 0
 
     def __post_init__(self) -> None:
@@ -283,11 +341,17 @@ class SafetyParameters(OasstStruct, kw_only=True, gc=False):
 
 
 class SafetyRequest(OasstStruct, kw_only=True):
+    """A text to check for safety (``inputs``) with the ``parameters`` to check it with;
+    answered by a ``SafetyResponse``.
+    """
+
     inputs: str
     parameters: SafetyParameters
 
 
 class SafetyResponse(OasstStruct, kw_only=True, gc=False):
+    """The answer to a ``SafetyRequest``: the safety model's output text (``outputs``)."""
+
     outputs: str
 
 
@@ -320,27 +384,35 @@ class WorkRequest(WorkerRequestBase, kw_only=True, tag_field="request_type", tag
 
 
 class PingRequest(WorkerRequestBase, kw_only=True, gc=False, tag_field="request_type", tag="ping"):
-    pass
+    """The server checks that a worker is alive; the worker answers with a ``PongResponse``.
+    Tag: ``request_type="ping"``.
+    """
 
 
 class ErrorRequest(WorkerRequestBase, kw_only=True, gc=False, tag_field="request_type", tag="error"):
+    """The server tells a worker about an ``error``. Tag: ``request_type="error"``."""
+
     error: str
 
 
 class UpgradeProtocolRequest(
     WorkerRequestBase, kw_only=True, gc=False, tag_field="request_type", tag="upgrade_protocol"
 ):
-    pass
+    """The server tells a worker that its protocol version (header ``X-Protocol-Version``)
+    is not the server's, so the worker must upgrade. Tag: ``request_type="upgrade_protocol"``.
+    """
 
 
 class WrongApiKeyRequest(
     WorkerRequestBase, kw_only=True, gc=False, tag_field="request_type", tag="wrong_api_key"
 ):
-    pass
+    """The server tells a worker that its API key (header ``X-API-Key``) was refused.
+    Tag: ``request_type="wrong_api_key"``.
+    """
 
 
 class TerminateRequest(WorkerRequestBase, kw_only=True, gc=False, tag_field="request_type", tag="terminate"):
-    pass
+    """The server tells a worker to stop. Tag: ``request_type="terminate"``."""
 
 
 # ------------------------------------------------------------------- responses from workers
@@ -355,10 +427,19 @@ class WorkerResponseBase(OasstStruct, kw_only=True):
 
 
 class PongResponse(WorkerResponseBase, kw_only=True, tag_field="response_type", tag="pong"):
+    """A worker's answer to a ``PingRequest`` (``request_id`` is the ping's ``id``), with its
+    current ``metrics``. Tag: ``response_type="pong"``.
+    """
+
     metrics: WorkerMetricsInfo | None = None
 
 
 class SafePromptResponse(WorkerResponseBase, kw_only=True, tag_field="response_type", tag="safe_prompt"):
+    """A worker reports the prompt of a ``WorkRequest`` after its safety check: ``safe_prompt``,
+    the parameters used, the safety label and rules of thumb (``safety_rots``).
+    Tag: ``response_type="safe_prompt"``.
+    """
+
     safe_prompt: str
     safety_parameters: SafetyParameters
     safety_label: str
@@ -368,6 +449,10 @@ class SafePromptResponse(WorkerResponseBase, kw_only=True, tag_field="response_t
 class PluginIntermediateResponse(
     WorkerResponseBase, kw_only=True, gc=False, tag_field="response_type", tag="plugin_intermediate"
 ):
+    """A worker reports a step of a plugin run while it generates: the plugin's current
+    thought, the action taken, its input and its response. Tag: ``response_type="plugin_intermediate"``.
+    """
+
     text: str = ""
     current_plugin_thought: str
     current_plugin_action_taken: str
@@ -386,6 +471,11 @@ class TokenResponse(WorkerResponseBase, kw_only=True, gc=False, tag_field="respo
 class GeneratedTextResponse(
     WorkerResponseBase, kw_only=True, tag_field="response_type", tag="generated_text"
 ):
+    """A worker's final answer to a ``WorkRequest`` (``request_id`` is its ``id``): the whole
+    ``text``, why generation stopped, its metrics and any plugin used.
+    Tag: ``response_type="generated_text"``.
+    """
+
     text: str
     finish_reason: Literal["length", "eos_token", "stop_sequence"]
     metrics: WorkerMetricsInfo | None = None
@@ -395,22 +485,39 @@ class GeneratedTextResponse(
 class InternalFinishedMessageResponse(
     WorkerResponseBase, kw_only=True, tag_field="response_type", tag="internal_finished_message"
 ):
+    """Sent within the inference server (through Redis to the chat's event stream), never by a
+    worker: the stored ``message`` once the worker's ``GeneratedTextResponse`` arrived.
+    Tag: ``response_type="internal_finished_message"``.
+    """
+
     message: MessageRead
 
 
 class InternalErrorResponse(
     WorkerResponseBase, kw_only=True, tag_field="response_type", tag="internal_error"
 ):
+    """Sent within the inference server (through Redis to the chat's event stream), never by a
+    worker: generating ``message`` failed with ``error``. Tag: ``response_type="internal_error"``.
+    """
+
     error: str
     message: MessageRead
 
 
 class ErrorResponse(WorkerResponseBase, kw_only=True, tag_field="response_type", tag="error"):
+    """A worker reports that a ``WorkRequest`` (``request_id`` is its ``id``) failed with
+    ``error``, with its metrics. Tag: ``response_type="error"``.
+    """
+
     metrics: WorkerMetricsInfo | None = None
     error: str
 
 
 class GeneralErrorResponse(WorkerResponseBase, kw_only=True, tag_field="response_type", tag="general_error"):
+    """A worker reports an ``error`` with its metrics. Tag: ``response_type="general_error"``.
+    Part of ``WorkerResponse`` here; the reference defined it but left it out of its union.
+    """
+
     metrics: WorkerMetricsInfo | None = None
     error: str
 

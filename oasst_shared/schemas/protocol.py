@@ -26,28 +26,47 @@ AuthMethod = Literal["discord", "google", "local", "system"]
 
 
 class User(OasstStruct, kw_only=True, gc=False):
+    """A user as a frontend identifies them to the backend: ``id`` is the user's id with that
+    frontend (e.g. a Discord id), ``auth_method`` how they signed in.
+    """
+
     id: str
     display_name: str
     auth_method: AuthMethod
 
 
 class Account(OasstStruct, kw_only=True, gc=False):
+    """An external login account of a user: the ``provider`` and the user's id there
+    (``provider_account_id``).
+    """
+
     id: UUID
     provider: str
     provider_account_id: str
 
 
 class Token(OasstStruct, kw_only=True, gc=False):
+    """An access token and its ``token_type``, as the inference server's ``GET /auth/refresh`` returns it."""
+
     access_token: str
     token_type: str
 
 
 class TokenPair(OasstStruct, kw_only=True):
+    """The access and refresh tokens the inference server's login callbacks
+    (``GET /auth/callback/...``) return.
+    """
+
     access_token: Token
     refresh_token: Token
 
 
 class FrontEndUser(User, kw_only=True, gc=False):
+    """A user as the backend stores and returns it (``GET /api/v1/frontend_users/...``,
+    ``/api/v1/users/...``). ``user_id`` is the backend's id of the user; ``id`` and ``auth_method``
+    are the frontend identity of ``User``.
+    """
+
     user_id: UUID
     enabled: bool
     deleted: bool
@@ -71,6 +90,8 @@ class PageResult(OasstStruct, kw_only=True):
 
 
 class FrontEndUserPage(PageResult, kw_only=True):
+    """A page of ``FrontEndUser``s from the backend's cursor listing ``GET /api/v1/users/cursor``."""
+
     items: list[FrontEndUser]
 
 
@@ -109,6 +130,11 @@ class Conversation(OasstStruct, kw_only=True):
 
 
 class Message(ConversationMessage, kw_only=True):
+    """A message as the backend stores and returns it (``GET /api/v1/messages/...``): the
+    conversation fields, its place in the tree (``parent_id``, ``message_tree_id``), its review and
+    ranking state, and its author as ``user``.
+    """
+
     parent_id: UUID | None = None
     created_date: datetime | None = None
     review_result: bool | None = None
@@ -123,6 +149,10 @@ class Message(ConversationMessage, kw_only=True):
 
 
 class MessageRevision(OasstStruct, kw_only=True, gc=False):
+    """A revision of a message's text: ``message_id`` is the revised message, ``user_id`` the
+    revision's author.
+    """
+
     id: UUID
     text: str
     message_id: UUID
@@ -132,6 +162,10 @@ class MessageRevision(OasstStruct, kw_only=True, gc=False):
 
 
 class MessagePage(PageResult, kw_only=True):
+    """A page of ``Message``s from the backend's cursor listings (``GET /api/v1/messages/cursor``
+    and the per-user variants).
+    """
+
     items: list[Message]
 
 
@@ -146,6 +180,10 @@ class MessageTree(OasstStruct, kw_only=True):
 
 
 class TaskRequestType(str, enum.Enum):
+    """The task types a frontend can ask for in ``TaskRequest.type``; ``random`` leaves the
+    choice to the backend.
+    """
+
     __get_pydantic_json_schema__ = schema_without_docstring
 
     random = "random"
@@ -205,10 +243,14 @@ class Task(OasstStruct, kw_only=True):
 
 
 class SummarizeStoryTask(Task, kw_only=True, tag_field="type", tag="summarize_story"):
+    """A task to summarize ``story``. Tag: ``type="summarize_story"``."""
+
     story: str
 
 
 class RatingScale(OasstStruct, kw_only=True, gc=False):
+    """The scale a rating task asks the user to rate on, ``min`` to ``max`` (1 to 5 unless set)."""
+
     min: int
     max: int
 
@@ -218,10 +260,16 @@ def _default_rating_scale() -> RatingScale:
 
 
 class AbstractRatingTask(Task, kw_only=True):
+    """Base of the tasks that ask for a rating on ``scale``; never sent on its own."""
+
     scale: RatingScale = field(default_factory=_default_rating_scale)
 
 
 class RateSummaryTask(AbstractRatingTask, kw_only=True, tag_field="type", tag="rate_summary"):
+    """A task to rate ``summary``, a summary of ``full_text``, on the task's ``scale``.
+    Tag: ``type="rate_summary"``.
+    """
+
     full_text: str
     summary: str
 
@@ -304,6 +352,10 @@ class LabelTaskDisposition(str, enum.Enum):
 
 
 class LabelDescription(OasstStruct, kw_only=True, gc=False):
+    """How a frontend shows one label of a label task: ``name`` is the label (a ``TextLabel``
+    value), ``widget`` a ``LabelWidget`` value, with the text to display and optional help.
+    """
+
     name: str
     widget: str
     display_text: str
@@ -311,6 +363,10 @@ class LabelDescription(OasstStruct, kw_only=True, gc=False):
 
 
 class AbstractLabelTask(Task, kw_only=True):
+    """Base of the tasks that ask the user to label message ``message_id`` (the last message
+    of ``conversation``) with labels out of ``valid_labels``; never sent on its own.
+    """
+
     message_id: UUID
     valid_labels: list[str]
     mandatory_labels: list[str] | None = None
@@ -419,6 +475,8 @@ class MessageRanking(Interaction, kw_only=True, tag_field="type", tag="message_r
 
 
 class LabelWidget(str, enum.Enum):
+    """How a frontend presents a label: a yes/no question, a flag, or a Likert scale."""
+
     __get_pydantic_json_schema__ = schema_without_docstring
 
     yes_no = "yes_no"
@@ -511,6 +569,10 @@ AnyInteraction = Union[TextReplyToMessage, MessageRating, MessageRanking, TextLa
 
 
 class SystemStats(OasstStruct, kw_only=True):
+    """The backend's message counts (``GET /api/v1/stats/``): all, active (also per
+    language), deleted, and the number of message trees.
+    """
+
     all: int = 0
     active: int = 0
     active_by_lang: dict[str, int] = field(default_factory=dict)
@@ -519,6 +581,11 @@ class SystemStats(OasstStruct, kw_only=True):
 
 
 class UserScore(OasstStruct, kw_only=True, gc=False):
+    """One user's scores and activity counts over a time frame: a row of
+    ``LeaderboardStats``, and what the backend's per-user stats endpoints
+    (``GET /api/v1/users/{user_id}/stats/...``) return.
+    """
+
     rank: int | None = None
     user_id: UUID
     highlighted: bool = False
@@ -555,12 +622,21 @@ class UserScore(OasstStruct, kw_only=True, gc=False):
 
 
 class LeaderboardStats(OasstStruct, kw_only=True):
+    """The leaderboard of a ``time_frame`` (``GET /api/v1/leaderboards/{time_frame}``): one
+    ``UserScore`` per user, and when it was last updated.
+    """
+
     time_frame: str
     last_updated: datetime
     leaderboard: list[UserScore]
 
 
 class TrollScore(OasstStruct, kw_only=True, gc=False):
+    """One user's row of ``TrollboardStats``: ``troll_score``, the reports and votes their
+    messages received and the labels given to them (the key ``lang_mismach`` is spelled as the
+    backend sends it).
+    """
+
     rank: int | None = None
     user_id: UUID
     highlighted: bool = False
@@ -599,6 +675,10 @@ class TrollScore(OasstStruct, kw_only=True, gc=False):
 
 
 class TrollboardStats(OasstStruct, kw_only=True):
+    """The trollboard of a ``time_frame`` (``GET /api/v1/trollboards/{time_frame}``): one
+    ``TrollScore`` per user.
+    """
+
     time_frame: str
     last_updated: datetime
     trollboard: list[TrollScore]
@@ -615,6 +695,10 @@ class OasstErrorResponse(OasstStruct, kw_only=True, gc=False):
 
 
 class EmojiCode(str, enum.Enum):
+    """The emoji a user can put on a message (``MessageEmojiRequest.emoji``). The ``skip_*``
+    codes are the task system's own: they record skipped tasks.
+    """
+
     __get_pydantic_json_schema__ = schema_without_docstring
 
     thumbs_up = "+1"  # 👍
@@ -636,6 +720,10 @@ class EmojiCode(str, enum.Enum):
 
 
 class EmojiOp(str, enum.Enum):
+    """What a ``MessageEmojiRequest`` does with its emoji: toggle (the default), add or remove.
+    The member for ``"toggle"`` is named ``togggle``, as in the reference.
+    """
+
     __get_pydantic_json_schema__ = schema_without_docstring
 
     togggle = "toggle"  # sic: the reference's member name
@@ -644,17 +732,29 @@ class EmojiOp(str, enum.Enum):
 
 
 class MessageEmojiRequest(OasstStruct, kw_only=True):
+    """A frontend puts an emoji on a message for ``user``, or takes it off (``op``): the
+    body of the backend's ``POST /api/v1/messages/{message_id}/emoji``.
+    """
+
     user: User
     op: EmojiOp = EmojiOp.togggle
     emoji: EmojiCode
 
 
 class MessageEditRequest(OasstStruct, kw_only=True):
+    """A frontend asks the backend to edit a message for ``user``: ``new_content`` is the
+    new text.
+    """
+
     user: User
     new_content: str
 
 
 class CreateFrontendUserRequest(User, kw_only=True, gc=False):
+    """A frontend creates a user in the backend (the body of ``POST /api/v1/frontend_users/``):
+    the ``User`` identity plus ``show_on_leaderboard``, ``enabled``, ``tos_acceptance`` and ``notes``.
+    """
+
     show_on_leaderboard: bool = True
     enabled: bool = True
     tos_acceptance: bool | None = None
@@ -665,6 +765,8 @@ class CreateFrontendUserRequest(User, kw_only=True, gc=False):
 
 
 class CachedStatsName(str, enum.Enum):
+    """The names of the statistics the backend caches (``CachedStatsResponse.name``)."""
+
     __get_pydantic_json_schema__ = schema_without_docstring
 
     human_messages_by_lang = "human_messages_by_lang"
@@ -696,6 +798,10 @@ class CachedStatsResponse(OasstStruct, kw_only=True):
 
 
 class AllCachedStatsResponse(OasstStruct, kw_only=True):
+    """Every statistic the backend caches, by name (``GET /api/v1/stats/cached``); a known
+    name is a ``CachedStatsName`` member, any other a plain string.
+    """
+
     stats_by_name: dict[str, CachedStatsResponse]
 
     def __post_init__(self) -> None:

@@ -80,6 +80,8 @@ __all__ = [
 
 
 class WorkerGpuInfo(OasstModel):
+    """One GPU of a worker's machine, in ``WorkerHardwareInfo.gpus``: its name and total memory."""
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.WorkerGpuInfo
 
     name: str
@@ -112,6 +114,10 @@ class WorkerHardwareInfo(OasstModel):
 
 
 class WorkerConfig(OasstModel):
+    """What a worker serves, in its ``WorkerInfo``: the model (wire key ``model_config``) and
+    how many requests it handles at once. ``compat_hash`` names the work queue it takes work from.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.WorkerConfig
 
     model_config_: ModelConfig = Field(alias="model_config")
@@ -140,6 +146,8 @@ class WorkerInfo(OasstModel):
 
 
 class GpuMetricsInfo(OasstModel):
+    """One GPU's load, in ``WorkerMetricsInfo.gpus``: compute and memory usage."""
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.GpuMetricsInfo
 
     gpu_usage: float
@@ -164,6 +172,10 @@ class WorkerMetricsInfo(OasstModel):
 
 
 class SamplingParameters(OasstModel):
+    """How a worker samples, in ``WorkParameters``: top-k, top-p, typical-p, temperature and
+    repetition penalty (None when not set), and at most ``max_new_tokens`` new tokens (1024 by default).
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.SamplingParameters
 
     top_k: int | None = None
@@ -175,6 +187,8 @@ class SamplingParameters(OasstModel):
 
 
 class PluginApiType(OasstModel):
+    """The ``api`` part of a plugin's manifest: the kind of API (``type``) and its ``url``."""
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.PluginApiType
 
     type: str
@@ -184,12 +198,18 @@ class PluginApiType(OasstModel):
 
 
 class PluginAuthType(OasstModel):
+    """The ``auth`` part of a plugin's manifest: how the plugin authenticates (``type``)."""
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.PluginAuthType
 
     type: str
 
 
 class PluginOpenAPIParameter(OasstModel):
+    """One parameter of a plugin endpoint. The wire keys ``in_`` and ``schema_`` are spelled
+    as the reference spells them.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.PluginOpenAPIParameter
 
     name: str
@@ -200,6 +220,10 @@ class PluginOpenAPIParameter(OasstModel):
 
 
 class PluginOpenAPIEndpoint(OasstModel):
+    """One operation of a plugin's API: its ``path``, HTTP method (``type``), ``summary``,
+    ``operation_id``, full ``url``, parameters and optional payload.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.PluginOpenAPIEndpoint
 
     path: str
@@ -212,6 +236,10 @@ class PluginOpenAPIEndpoint(OasstModel):
 
 
 class PluginConfig(OasstModel):
+    """A plugin's manifest: its names and descriptions for people and for the model, its
+    ``api`` and ``auth``, and the ``endpoints`` of its API.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.PluginConfig
 
     schema_version: str
@@ -228,6 +256,10 @@ class PluginConfig(OasstModel):
 
 
 class PluginEntry(OasstModel):
+    """A plugin a chat may use, in ``WorkParameters.plugins``: the plugin's ``url``, whether it
+    is ``enabled`` and its manifest (``plugin_config``). The server sets ``trusted`` for its own plugins.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.PluginEntry
 
     url: str
@@ -237,6 +269,10 @@ class PluginEntry(OasstModel):
 
 
 class PluginExecutionDetails(OasstModel):
+    """How a plugin run went, in ``PluginUsed``: the model's inner monologue, the tool's final
+    output, the final prompt, the depth reached, and ``status`` with ``error_message`` on failure.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.PluginExecutionDetails
 
     inner_monologue: list[str]
@@ -249,6 +285,10 @@ class PluginExecutionDetails(OasstModel):
 
 
 class PluginUsed(OasstModel):
+    """The plugin a generated reply used (``GeneratedTextResponse.used_plugin``,
+    ``MessageRead.used_plugin``) and how its run went.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.PluginUsed
 
     name: str | None = None
@@ -282,6 +322,8 @@ class WorkParameters(OasstModel):
 
 
 class Vote(OasstModel):
+    """A vote on a chat message, with its ``score``."""
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.Vote
 
     id: str
@@ -289,6 +331,8 @@ class Vote(OasstModel):
 
 
 class Report(OasstModel):
+    """A report on a chat message, in ``MessageRead.reports``: its ``report_type`` and ``reason``."""
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.Report
 
     id: str
@@ -323,12 +367,18 @@ class MessageRead(OasstModel):
 
 
 class Thread(OasstModel):
+    """The chat a worker is to continue, sent in ``WorkRequest.thread``: its messages."""
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.Thread
 
     messages: list[MessageRead]
 
 
 class SafetyParameters(OasstModel):
+    """How strictly a prompt is checked for safety (``WorkRequest.safety_parameters``):
+    ``level`` within [0, 9], 0 by default.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.SafetyParameters
 
     level: Annotated[int, Field(ge=0, le=9)] = 0
@@ -341,6 +391,10 @@ class SafetyParameters(OasstModel):
 
 
 class SafetyRequest(OasstModel):
+    """A text to check for safety (``inputs``) with the ``parameters`` to check it with;
+    answered by a ``SafetyResponse``.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.SafetyRequest
 
     inputs: str
@@ -348,6 +402,8 @@ class SafetyRequest(OasstModel):
 
 
 class SafetyResponse(OasstModel):
+    """The answer to a ``SafetyRequest``: the safety model's output text (``outputs``)."""
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.SafetyResponse
 
     outputs: str
@@ -378,12 +434,18 @@ class WorkRequest(WorkerRequestBase):
 
 
 class PingRequest(WorkerRequestBase):
+    """The server checks that a worker is alive; the worker answers with a ``PongResponse``.
+    Tag: ``request_type="ping"``.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.PingRequest
 
     request_type: Literal["ping"] = "ping"
 
 
 class ErrorRequest(WorkerRequestBase):
+    """The server tells a worker about an ``error``. Tag: ``request_type="error"``."""
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.ErrorRequest
 
     request_type: Literal["error"] = "error"
@@ -391,18 +453,28 @@ class ErrorRequest(WorkerRequestBase):
 
 
 class UpgradeProtocolRequest(WorkerRequestBase):
+    """The server tells a worker that its protocol version (header ``X-Protocol-Version``)
+    is not the server's, so the worker must upgrade. Tag: ``request_type="upgrade_protocol"``.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.UpgradeProtocolRequest
 
     request_type: Literal["upgrade_protocol"] = "upgrade_protocol"
 
 
 class WrongApiKeyRequest(WorkerRequestBase):
+    """The server tells a worker that its API key (header ``X-API-Key``) was refused.
+    Tag: ``request_type="wrong_api_key"``.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.WrongApiKeyRequest
 
     request_type: Literal["wrong_api_key"] = "wrong_api_key"
 
 
 class TerminateRequest(WorkerRequestBase):
+    """The server tells a worker to stop. Tag: ``request_type="terminate"``."""
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.TerminateRequest
 
     request_type: Literal["terminate"] = "terminate"
@@ -417,6 +489,10 @@ class WorkerResponseBase(OasstModel):
 
 
 class PongResponse(WorkerResponseBase):
+    """A worker's answer to a ``PingRequest`` (``request_id`` is the ping's ``id``), with its
+    current ``metrics``. Tag: ``response_type="pong"``.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.PongResponse
 
     response_type: Literal["pong"] = "pong"
@@ -424,6 +500,11 @@ class PongResponse(WorkerResponseBase):
 
 
 class SafePromptResponse(WorkerResponseBase):
+    """A worker reports the prompt of a ``WorkRequest`` after its safety check: ``safe_prompt``,
+    the parameters used, the safety label and rules of thumb (``safety_rots``).
+    Tag: ``response_type="safe_prompt"``.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.SafePromptResponse
 
     response_type: Literal["safe_prompt"] = "safe_prompt"
@@ -434,6 +515,10 @@ class SafePromptResponse(WorkerResponseBase):
 
 
 class PluginIntermediateResponse(WorkerResponseBase):
+    """A worker reports a step of a plugin run while it generates: the plugin's current
+    thought, the action taken, its input and its response. Tag: ``response_type="plugin_intermediate"``.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.PluginIntermediateResponse
 
     response_type: Literal["plugin_intermediate"] = "plugin_intermediate"
@@ -456,6 +541,11 @@ class TokenResponse(WorkerResponseBase):
 
 
 class GeneratedTextResponse(WorkerResponseBase):
+    """A worker's final answer to a ``WorkRequest`` (``request_id`` is its ``id``): the whole
+    ``text``, why generation stopped, its metrics and any plugin used.
+    Tag: ``response_type="generated_text"``.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.GeneratedTextResponse
 
     response_type: Literal["generated_text"] = "generated_text"
@@ -466,6 +556,11 @@ class GeneratedTextResponse(WorkerResponseBase):
 
 
 class InternalFinishedMessageResponse(WorkerResponseBase):
+    """Sent within the inference server (through Redis to the chat's event stream), never by a
+    worker: the stored ``message`` once the worker's ``GeneratedTextResponse`` arrived.
+    Tag: ``response_type="internal_finished_message"``.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.InternalFinishedMessageResponse
 
     response_type: Literal["internal_finished_message"] = "internal_finished_message"
@@ -473,6 +568,10 @@ class InternalFinishedMessageResponse(WorkerResponseBase):
 
 
 class InternalErrorResponse(WorkerResponseBase):
+    """Sent within the inference server (through Redis to the chat's event stream), never by a
+    worker: generating ``message`` failed with ``error``. Tag: ``response_type="internal_error"``.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.InternalErrorResponse
 
     response_type: Literal["internal_error"] = "internal_error"
@@ -481,6 +580,10 @@ class InternalErrorResponse(WorkerResponseBase):
 
 
 class ErrorResponse(WorkerResponseBase):
+    """A worker reports that a ``WorkRequest`` (``request_id`` is its ``id``) failed with
+    ``error``, with its metrics. Tag: ``response_type="error"``.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.ErrorResponse
 
     response_type: Literal["error"] = "error"
@@ -489,6 +592,10 @@ class ErrorResponse(WorkerResponseBase):
 
 
 class GeneralErrorResponse(WorkerResponseBase):
+    """A worker reports an ``error`` with its metrics. Tag: ``response_type="general_error"``.
+    Part of ``WorkerResponse`` here; the reference defined it but left it out of its union.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.GeneralErrorResponse
 
     response_type: Literal["general_error"] = "general_error"

@@ -102,6 +102,10 @@ __all__ = [
 
 
 class User(OasstModel):
+    """A user as a frontend identifies them to the backend: ``id`` is the user's id with that
+    frontend (e.g. a Discord id), ``auth_method`` how they signed in.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.User
 
     id: str
@@ -110,6 +114,10 @@ class User(OasstModel):
 
 
 class Account(OasstModel):
+    """An external login account of a user: the ``provider`` and the user's id there
+    (``provider_account_id``).
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.Account
 
     id: UUID
@@ -118,6 +126,8 @@ class Account(OasstModel):
 
 
 class Token(OasstModel):
+    """An access token and its ``token_type``, as the inference server's ``GET /auth/refresh`` returns it."""
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.Token
 
     access_token: str
@@ -125,6 +135,10 @@ class Token(OasstModel):
 
 
 class TokenPair(OasstModel):
+    """The access and refresh tokens the inference server's login callbacks
+    (``GET /auth/callback/...``) return.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.TokenPair
 
     access_token: Token
@@ -132,6 +146,11 @@ class TokenPair(OasstModel):
 
 
 class FrontEndUser(User):
+    """A user as the backend stores and returns it (``GET /api/v1/frontend_users/...``,
+    ``/api/v1/users/...``). ``user_id`` is the backend's id of the user; ``id`` and ``auth_method``
+    are the frontend identity of ``User``.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.FrontEndUser
 
     user_id: UUID
@@ -159,6 +178,8 @@ class PageResult(OasstModel):
 
 
 class FrontEndUserPage(PageResult):
+    """A page of ``FrontEndUser``s from the backend's cursor listing ``GET /api/v1/users/cursor``."""
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.FrontEndUserPage
 
     items: list[FrontEndUser]
@@ -198,6 +219,11 @@ class Conversation(OasstModel):
 
 
 class Message(ConversationMessage):
+    """A message as the backend stores and returns it (``GET /api/v1/messages/...``): the
+    conversation fields, its place in the tree (``parent_id``, ``message_tree_id``), its review and
+    ranking state, and its author as ``user``.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.Message
 
     parent_id: UUID | None = None
@@ -214,6 +240,10 @@ class Message(ConversationMessage):
 
 
 class MessageRevision(OasstModel):
+    """A revision of a message's text: ``message_id`` is the revised message, ``user_id`` the
+    revision's author.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.MessageRevision
 
     id: UUID
@@ -225,6 +255,10 @@ class MessageRevision(OasstModel):
 
 
 class MessagePage(PageResult):
+    """A page of ``Message``s from the backend's cursor listings (``GET /api/v1/messages/cursor``
+    and the per-user variants).
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.MessagePage
 
     items: list[Message]
@@ -288,6 +322,8 @@ class Task(OasstModel):
 
 
 class SummarizeStoryTask(Task):
+    """A task to summarize ``story``. Tag: ``type="summarize_story"``."""
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.SummarizeStoryTask
 
     type: Literal["summarize_story"] = "summarize_story"
@@ -295,6 +331,8 @@ class SummarizeStoryTask(Task):
 
 
 class RatingScale(OasstModel):
+    """The scale a rating task asks the user to rate on, ``min`` to ``max`` (1 to 5 unless set)."""
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.RatingScale
 
     min: int
@@ -302,12 +340,18 @@ class RatingScale(OasstModel):
 
 
 class AbstractRatingTask(Task):
+    """Base of the tasks that ask for a rating on ``scale``; never sent on its own."""
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.AbstractRatingTask
 
     scale: RatingScale = Field(default_factory=lambda: RatingScale.from_struct(_core._default_rating_scale()))
 
 
 class RateSummaryTask(AbstractRatingTask):
+    """A task to rate ``summary``, a summary of ``full_text``, on the task's ``scale``.
+    Tag: ``type="rate_summary"``.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.RateSummaryTask
 
     type: Literal["rate_summary"] = "rate_summary"
@@ -404,6 +448,10 @@ class RankAssistantRepliesTask(RankConversationRepliesTask):
 
 
 class LabelDescription(OasstModel):
+    """How a frontend shows one label of a label task: ``name`` is the label (a ``TextLabel``
+    value), ``widget`` a ``LabelWidget`` value, with the text to display and optional help.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.LabelDescription
 
     name: str
@@ -413,6 +461,10 @@ class LabelDescription(OasstModel):
 
 
 class AbstractLabelTask(Task):
+    """Base of the tasks that ask the user to label message ``message_id`` (the last message
+    of ``conversation``) with labels out of ``valid_labels``; never sent on its own.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.AbstractLabelTask
 
     message_id: UUID
@@ -553,6 +605,10 @@ class TextLabels(Interaction):
 
 
 class SystemStats(OasstModel):
+    """The backend's message counts (``GET /api/v1/stats/``): all, active (also per
+    language), deleted, and the number of message trees.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.SystemStats
 
     all: int = 0
@@ -563,6 +619,11 @@ class SystemStats(OasstModel):
 
 
 class UserScore(OasstModel):
+    """One user's scores and activity counts over a time frame: a row of
+    ``LeaderboardStats``, and what the backend's per-user stats endpoints
+    (``GET /api/v1/users/{user_id}/stats/...``) return.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.UserScore
 
     rank: int | None = None
@@ -594,6 +655,10 @@ class UserScore(OasstModel):
 
 
 class LeaderboardStats(OasstModel):
+    """The leaderboard of a ``time_frame`` (``GET /api/v1/leaderboards/{time_frame}``): one
+    ``UserScore`` per user, and when it was last updated.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.LeaderboardStats
 
     time_frame: str
@@ -602,6 +667,11 @@ class LeaderboardStats(OasstModel):
 
 
 class TrollScore(OasstModel):
+    """One user's row of ``TrollboardStats``: ``troll_score``, the reports and votes their
+    messages received and the labels given to them (the key ``lang_mismach`` is spelled as the
+    backend sends it).
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.TrollScore
 
     rank: int | None = None
@@ -636,6 +706,10 @@ class TrollScore(OasstModel):
 
 
 class TrollboardStats(OasstModel):
+    """The trollboard of a ``time_frame`` (``GET /api/v1/trollboards/{time_frame}``): one
+    ``TrollScore`` per user.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.TrollboardStats
 
     time_frame: str
@@ -653,6 +727,10 @@ class OasstErrorResponse(OasstModel):
 
 
 class MessageEmojiRequest(OasstModel):
+    """A frontend puts an emoji on a message for ``user``, or takes it off (``op``): the
+    body of the backend's ``POST /api/v1/messages/{message_id}/emoji``.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.MessageEmojiRequest
 
     user: User
@@ -661,6 +739,10 @@ class MessageEmojiRequest(OasstModel):
 
 
 class MessageEditRequest(OasstModel):
+    """A frontend asks the backend to edit a message for ``user``: ``new_content`` is the
+    new text.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.MessageEditRequest
 
     user: User
@@ -668,6 +750,10 @@ class MessageEditRequest(OasstModel):
 
 
 class CreateFrontendUserRequest(User):
+    """A frontend creates a user in the backend (the body of ``POST /api/v1/frontend_users/``):
+    the ``User`` identity plus ``show_on_leaderboard``, ``enabled``, ``tos_acceptance`` and ``notes``.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.CreateFrontendUserRequest
 
     show_on_leaderboard: bool = True
@@ -693,6 +779,10 @@ class CachedStatsResponse(OasstModel):
 
 
 class AllCachedStatsResponse(OasstModel):
+    """Every statistic the backend caches, by name (``GET /api/v1/stats/cached``); a known
+    name is a ``CachedStatsName`` member, any other a plain string.
+    """
+
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.AllCachedStatsResponse
 
     stats_by_name: dict[str, CachedStatsResponse]
