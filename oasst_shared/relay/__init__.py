@@ -70,6 +70,7 @@ from oasst_shared.relay._errors import (  # noqa: E402  (after the check, which 
     RelayError,
     RelayPublishError,
 )
+from oasst_shared.relay._publish import DEFAULT_PUBLISHER_LIMIT, Publisher  # noqa: E402
 from oasst_shared.relay._relay import (  # noqa: E402
     DEFAULT_MESSAGE_QUEUE_EXPIRE,
     DEFAULT_MESSAGE_QUEUE_MAX_LENGTH,
@@ -85,8 +86,10 @@ from oasst_shared.relay._relay import (  # noqa: E402
 __all__ = [
     "DEFAULT_MESSAGE_QUEUE_EXPIRE",
     "DEFAULT_MESSAGE_QUEUE_MAX_LENGTH",
+    "DEFAULT_PUBLISHER_LIMIT",
     "DEFAULT_WORK_QUEUE_MAX_SIZE",
     "TERMINAL_RESPONSE_TYPES",
+    "Publisher",
     "QueueFullError",
     "QueuePosition",
     "Relay",

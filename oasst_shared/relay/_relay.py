@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import time
+import typing
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from typing import Any, Final, Literal, NamedTuple, Union, overload
@@ -33,6 +34,7 @@ from oasst_shared.relay._errors import (
     RelayError,
     RelayPublishError,
 )
+from oasst_shared.relay._publish import DEFAULT_PUBLISHER_LIMIT, Publisher, _Batch
 from oasst_shared.schemas import inference
 
 __all__ = [
@@ -74,6 +76,7 @@ _BACKOFF_FIRST: Final = 0.01
 _BACKOFF_MAX: Final = 0.5
 _NETWORK_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 _Frame = Union[bytes, bytearray, memoryview]
+_RESPONSE_TYPES: Final = typing.get_args(inference.WorkerResponse)
 
 
 def message_queue_key(message_id: str) -> str:
@@ -375,14 +378,6 @@ class Subscription:
 # ------------------------------------------------------------------------------------ relay
 
 
-class _Batch:
-    __slots__ = ("frames", "waiters")
-
-    def __init__(self) -> None:
-        self.frames: dict[bytes, list[bytes]] = {}
-        self.waiters: list[tuple[asyncio.Future[None], bytes, int]] = []
-
-
 class Relay:
     """The inference server's token relay over Redis, with the reference server's keys.
 
@@ -585,27 +580,42 @@ class Relay:
         round trip failed after sending: maybe pushed, never resent). Cancelling a publish does
         not withdraw its frame once queued for the round trip.
         """
-        _check_id("message_id", message_id)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue(message_id, frame, fut)
+        await fut
+
+    def publisher(self, *, limit: int = DEFAULT_PUBLISHER_LIMIT) -> Publisher:
+        """A ``Publisher``: ``send`` frames without awaiting each one's round trip, learn their
+        outcome in ``drain`` (which waits only while more than ``limit`` frames are in flight)
+        or ``flush``. For a producer that gets frames faster than one round trip each, e.g. a
+        worker connection's handler: one wake-up per read instead of one per frame."""
+        return Publisher(self, limit)
+
+    def _enqueue(self, message_id: str, frame: _Frame | inference.WorkerResponse, owner: Any) -> None:
+        """Add one frame to the batch of the next round trip, owned by a future or a publisher."""
+        if not isinstance(message_id, str) or not message_id:
+            _check_id("message_id", message_id)
         if isinstance(frame, bytes):
             data = frame
         elif isinstance(frame, (bytearray, memoryview)):
             data = bytes(frame)
-        else:
+        elif isinstance(frame, _RESPONSE_TYPES):
             data = self._encode(frame)
+        else:
+            raise TypeError(f"frame must be bytes or a WorkerResponse struct, got {type(frame).__name__}")
         if self._closed or self._stopping:
             raise RelayError("the relay is closed", key=message_queue_key(message_id), operation="publish")
         batch = self._pending
         if batch is None:
             batch = self._pending = _Batch()
             self._wake_flusher()
-        key = message_queue_key(message_id).encode()
-        frames = batch.frames.get(key)
-        if frames is None:
-            frames = batch.frames[key] = []
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        batch.waiters.append((fut, key, len(frames)))
-        frames.append(data)
-        await fut
+        batch.add(f"message:{message_id}".encode(), data, owner)
+
+    def _withdraw(self, publisher: Publisher) -> None:
+        """A frame of ``publisher`` failed: its frames waiting for the next round trip stay out."""
+        batch = self._pending
+        if batch is not None:
+            batch.withdraw({publisher})
 
     def _wake_flusher(self) -> None:
         if self._flusher is None:
@@ -624,6 +634,8 @@ class Relay:
                 await self._flush_wake
                 continue
             self._pending = None
+            if not batch.frames:  # every frame in it was withdrawn
+                continue
             self._flushing = True
             try:
                 await self._send_batch(batch)
@@ -676,37 +688,10 @@ class Relay:
             )
             return
         accepted = dict(zip(keys, reply, strict=True)) if len(reply) == len(keys) else {}
-        limit = self.message_queue_max_length or 0
-        for fut, key, idx in batch.waiters:
-            if fut.done():
-                continue
-            if idx < accepted.get(key, 0):
-                fut.set_result(None)
-            else:
-                fut.set_exception(
-                    QueueFullError(
-                        f"message queue is full ({limit} frames): frame not pushed",
-                        key=key.decode(),
-                        operation=op,
-                        max_size=limit,
-                    )
-                )
+        batch.settle(accepted, op, self.message_queue_max_length or 0)
 
     def _fail_batch(self, batch: _Batch, exc: RelayError) -> None:
-        counts = {k: len(v) for k, v in batch.frames.items()}
-        for fut, key, _idx in batch.waiters:
-            if fut.done():
-                continue
-            skey = key.decode()
-            err: RelayError
-            if isinstance(exc, RelayPublishError):
-                err = RelayPublishError(exc.detail, key=skey, operation=exc.operation, frames=counts[key])
-            elif isinstance(exc, RelayConnectionError):
-                err = RelayConnectionError(exc.detail, key=skey, operation=exc.operation)
-            else:
-                err = RelayError(exc.detail, key=skey, operation=exc.operation)
-            err.__cause__ = exc.__cause__
-            fut.set_exception(err)
+        batch.fail(exc)
 
     async def _script(
         self,

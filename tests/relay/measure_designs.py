@@ -25,7 +25,8 @@ import redis.asyncio as aioredis
 
 from oasst_shared import codec
 from oasst_shared.relay import Relay, message_queue_key
-from oasst_shared.relay._relay import _DRAIN_PER_KEY, _Batch, _pack
+from oasst_shared.relay._publish import _Batch
+from oasst_shared.relay._relay import _DRAIN_PER_KEY, _pack
 from oasst_shared.schemas import inference
 from tests.support.redis_server import running_redis
 
@@ -55,9 +56,7 @@ class PipelinedRelay(Relay):
             await conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
             for _ in cmds:
                 await conn.read_response(disable_decoding=True)
-        for fut, _key, _idx in batch.waiters:
-            if not fut.done():
-                fut.set_result(None)
+        batch.settle({key: len(frames) for key, frames in batch.frames.items()}, "publish", 0)
 
     def _drain_cmd(self, keys: list[bytes], nhot: int, body: bytes | None = None) -> bytes:
         return b"".join(_pack(("LPOP", k, _DRAIN_PER_KEY)) for k in keys)

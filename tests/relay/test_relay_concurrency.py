@@ -2,7 +2,8 @@
 
 Each example: several message queues, each with its own token sequence; one driver issues the
 publishes in a drawn global order, some awaited one by one and some fired together (so they
-share flushes), with drawn yields in between; consumers start before, during or after the
+share flushes), or sent through a ``Publisher`` (no wait per frame) for the streams drawn to use
+one, with drawn yields in between; consumers start before, during or after the
 publishing, in raw or struct mode, on one relay or on a second relay (another "server process"
 sharing the Redis), whose readers go back to Redis at once or once per millisecond. Every
 consumer must get exactly its sequence, in order, then the terminal.
@@ -48,6 +49,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         "raw": draw(st.lists(st.booleans(), min_size=n_streams, max_size=n_streams)),
         "as_bytes": draw(st.lists(st.booleans(), min_size=n_streams, max_size=n_streams)),
         "other_relay": draw(st.lists(st.booleans(), min_size=n_streams, max_size=n_streams)),
+        "via_publisher": draw(st.lists(st.booleans(), min_size=n_streams, max_size=n_streams)),
         "read_interval": draw(st.sampled_from([0.0, 0.001])),
     }
 
@@ -81,19 +83,31 @@ async def test_every_stream_gets_its_frames_once_in_order(
         tasks = start("before")
         counters = [0] * len(lengths)
         fired: list[asyncio.Task[None]] = []
+        via = sc["via_publisher"]
+        pub = relay.publisher(limit=4)
         for k, s in enumerate(sc["order"]):
             if k == len(sc["order"]) // 2:
                 tasks += start("middle")
-            t = asyncio.create_task(relay.publish(mids[s], payload(s, counters[s])))
-            counters[s] += 1
-            if sc["fire"][k]:
-                fired.append(t)
+            if via[s]:
+                pub.send(mids[s], payload(s, counters[s]))
+                if not sc["fire"][k]:
+                    await pub.drain()
             else:
-                await t
+                t = asyncio.create_task(relay.publish(mids[s], payload(s, counters[s])))
+                if sc["fire"][k]:
+                    fired.append(t)
+                else:
+                    await t
+            counters[s] += 1
             for _ in range(sc["yields"][k]):
                 await asyncio.sleep(0)
         await asyncio.gather(*fired)
-        await asyncio.gather(*(relay.publish(m, final()) for m in mids))
+        for s, m in enumerate(mids):
+            if via[s]:
+                pub.send(m, final())
+        await asyncio.gather(
+            pub.flush(), *(relay.publish(m, final()) for s, m in enumerate(mids) if not via[s])
+        )
         tasks += start("middle") if not sc["order"] else []
         tasks += start("after")
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
