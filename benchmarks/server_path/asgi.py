@@ -33,13 +33,16 @@ async def serve(variant_name: str, redis_url: str, port: int = 0) -> None:
 
     async def work(ws: WebSocket) -> None:
         await ws.accept()
-        on_frame = variant.on_frame
-        while True:
-            msg = await ws.receive()
-            if msg["type"] == "websocket.disconnect":
-                return
-            data = msg.get("bytes")
-            await on_frame(data if data is not None else msg["text"].encode())
+        session = variant.worker_session()
+        try:
+            while True:
+                msg = await ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    return
+                data = msg.get("bytes")
+                await session.on_frames([data if data is not None else msg["text"].encode()])
+        finally:
+            await session.close()
 
     async def stream(request: Request) -> StreamingResponse:
         message_id = request.path_params["message_id"]

@@ -78,6 +78,22 @@ class CorkedWriter:
                 self._transport.write(data)
 
 
+class WorkerSession:
+    """What one worker connection's handler does with the frames of each read."""
+
+    def __init__(self, on_frame: OnFrame) -> None:
+        self._on_frame = on_frame
+
+    async def on_frames(self, frames: list[bytes]) -> None:
+        """Handle the frames of one read (the reference handles each in turn, awaiting it)."""
+        on_frame = self._on_frame
+        for frame in frames:
+            await on_frame(frame)
+
+    async def close(self) -> None:
+        """The worker disconnected."""
+
+
 class Variant:
     """A worker-frame handler and a chat stream handler, plus their set-up and tear-down."""
 
@@ -86,6 +102,10 @@ class Variant:
 
     async def stop(self) -> None:
         """Release it."""
+
+    def worker_session(self) -> WorkerSession:
+        """The handler of one worker connection."""
+        return WorkerSession(self.on_frame)
 
     async def on_frame(self, frame: bytes) -> None:
         raise NotImplementedError
@@ -175,6 +195,9 @@ class RelayVariant(Variant):
     async def stop(self) -> None:
         await self.relay.__aexit__(None, None, None)
 
+    def worker_session(self) -> WorkerSession:
+        return RelaySession(self.relay)
+
     async def on_frame(self, frame: bytes) -> None:
         env = codec.peek_worker_response(frame)
         await self.relay.publish(env.request_id, frame)
@@ -182,6 +205,26 @@ class RelayVariant(Variant):
     async def stream(self, message_id: str, write: Write) -> None:
         async for frame in self.relay.stream(message_id, timeout=STREAM_TIMEOUT, raw=True):
             write(b"data: " + frame + b"\n\n")
+
+
+class RelaySession(WorkerSession):
+    """A worker connection on the relay: each frame is sent through the connection's
+    ``Publisher`` (no wait per frame); ``drain`` after each read raises an earlier frame's
+    failure and waits only if Redis falls behind; ``flush`` at the end."""
+
+    def __init__(self, relay: Any) -> None:
+        self._pub = relay.publisher()
+        self._peek = codec.peek_worker_response
+
+    async def on_frames(self, frames: list[bytes]) -> None:
+        send = self._pub.send
+        peek = self._peek
+        for frame in frames:
+            send(peek(frame).request_id, frame)
+        await self._pub.drain()
+
+    async def close(self) -> None:
+        await self._pub.flush()
 
 
 class Floor(Variant):
@@ -229,16 +272,23 @@ def cpu_seconds() -> float:
 
 async def _worker(variant: Variant, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     parser = wire.FrameParser()
-    on_frame = variant.on_frame
-    while data := await reader.read(1 << 18):
-        for opcode, payload in parser.feed(data):
-            if opcode in (wire.OP_TEXT, wire.OP_BINARY):
-                await on_frame(payload)
-            elif opcode == wire.OP_PING:
-                writer.write(wire.server_frame(payload, wire.OP_PONG))
-            elif opcode == wire.OP_CLOSE:
-                writer.write(wire.server_frame(payload[:2], wire.OP_CLOSE))
-                return
+    session = variant.worker_session()
+    try:
+        while data := await reader.read(1 << 18):
+            frames: list[bytes] = []
+            for opcode, payload in parser.feed(data):
+                if opcode in (wire.OP_TEXT, wire.OP_BINARY):
+                    frames.append(payload)
+                elif opcode == wire.OP_PING:
+                    writer.write(wire.server_frame(payload, wire.OP_PONG))
+                elif opcode == wire.OP_CLOSE:
+                    await session.on_frames(frames)
+                    writer.write(wire.server_frame(payload[:2], wire.OP_CLOSE))
+                    return
+            if frames:
+                await session.on_frames(frames)
+    finally:
+        await session.close()
 
 
 async def _handle(variant: Variant, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
