@@ -32,7 +32,7 @@ import msgspec
 
 from oasst_shared import codec
 from oasst_shared.model_configs import ModelConfig
-from oasst_shared.relay import Relay, RelayError
+from oasst_shared.relay import Publisher, Relay, RelayError
 from oasst_shared.schemas import inference
 
 Send = Callable[[bytes], Awaitable[None]]
@@ -139,7 +139,8 @@ async def handle_worker(
 ) -> None:
     """The worker websocket handler: hand out work, relay responses (until ``receive`` ends).
 
-    Token and plugin frames are peeked (tag and ``request_id``) and forwarded as the same bytes;
+    Token and plugin frames are peeked (tag and ``request_id``) and forwarded as the same bytes
+    through the connection's ``Publisher`` (no round trip awaited per token);
     ``generated_text`` completes the message and publishes ``internal_finished_message``;
     ``error`` aborts it and publishes ``internal_error``, as the reference does.
     """
@@ -156,7 +157,7 @@ async def handle_worker(
             in_flight[request.id] = message_id
             await send(codec.worker_request.encode(request))
 
-    async def relay_responses() -> None:
+    async def relay_responses(pub: Publisher) -> None:
         async for frame in receive:
             env = codec.peek_worker_response(frame)
             if env.response_type == "pong":
@@ -165,7 +166,8 @@ async def handle_worker(
             if message_id is None:
                 continue  # the reference logs and drops responses to unknown requests
             if env.response_type in ("token", "plugin_intermediate", "safe_prompt"):
-                await relay.publish(message_id, frame)  # the same bytes, no re-encode
+                pub.send(message_id, frame)  # the same bytes, no re-encode, no wait per token
+                await pub.drain()  # an earlier frame's failure; waits only if Redis falls behind
                 continue
             response = codec.worker_response.decode(frame)
             done: inference.WorkerResponse
@@ -179,11 +181,12 @@ async def handle_worker(
                 )
             else:
                 continue
-            await relay.publish(message_id, done)
+            pub.send(message_id, done)
+            await pub.flush()  # the message is complete in Redis before the slot is reused
             del in_flight[env.request_id or ""]
             slots.release()
 
-    worker_side = asyncio.create_task(relay_responses())
+    worker_side = asyncio.create_task(relay_responses(relay.publisher()))
     work_side = asyncio.create_task(hand_out_work())
     try:
         await worker_side
