@@ -295,11 +295,12 @@ async def _http_get_json(port: int, path: str) -> Any:
 
 async def _cpu_sample(
     stat_ports: list[int], redis_client: Any
-) -> tuple[list[float], float, float, float, float]:
-    servers = [float((await _http_get_json(p, "/stats"))["cpu"]) for p in stat_ports]
+) -> tuple[list[float], float, float, float, float, list[dict[str, float]]]:
+    stats = [await _http_get_json(p, "/stats") for p in stat_ports]
+    servers = [float(s["cpu"]) for s in stats]
     info = await redis_client.info("cpu")
     redis_cpu = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-    return servers, redis_cpu, time.process_time(), machine_busy_seconds(), time.perf_counter()
+    return servers, redis_cpu, time.process_time(), machine_busy_seconds(), time.perf_counter(), stats
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -416,6 +417,12 @@ async def run_phase(
         "achieved_tps": (tally.tokens_ok - 1) / span if span > 0 else float("nan"),
         "server_cpu_seconds": server_cpu,
         "server_cpu_us_per_token": sum(server_cpu) / total_tokens * 1e6,
+        # the servers' garbage collector during the phase: time paused, longest pause, full passes
+        "server_gc_ms": [
+            (a["gc_seconds"] - b["gc_seconds"]) * 1e3 for a, b in zip(after[5], before[5], strict=True)
+        ],
+        "server_gc_longest_ms": [a["gc_longest"] * 1e3 for a in after[5]],
+        "server_gc_full": [a["gc_full"] - b["gc_full"] for a, b in zip(after[5], before[5], strict=True)],
         "redis_cpu_us_per_token": (after[1] - before[1]) / total_tokens * 1e6,
         "load_cpu_us_per_token": (after[2] - before[2]) / total_tokens * 1e6,
         # CPU the rest of the machine (other work, not this benchmark) used meanwhile, in cores.

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -270,6 +271,37 @@ def cpu_seconds() -> float:
     return time.process_time()
 
 
+class GcPauses:
+    """The garbage collector's pauses in this process (``gc.callbacks``): a full collection of
+    a big heap stops the event loop for milliseconds, which shows up as latency."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.longest = 0.0  # since the last ``take``
+        self.full = 0
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        self.total += pause
+        self.longest = max(self.longest, pause)
+        if info["generation"] == 2:
+            self.full += 1
+
+    def take(self) -> dict[str, float]:
+        """Totals so far, and the longest pause since the previous call (then reset)."""
+        out = {"gc_seconds": self.total, "gc_longest": self.longest, "gc_full": float(self.full)}
+        self.longest = 0.0
+        return out
+
+
+GC_PAUSES = GcPauses()
+
+
 async def _worker(variant: Variant, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     parser = wire.FrameParser()
     session = variant.worker_session()
@@ -305,7 +337,7 @@ async def _handle(variant: Variant, reader: asyncio.StreamReader, writer: asynci
             await variant.stream(message_id, corked.write)
             corked.flush()
         elif target == "/stats":
-            body = json.dumps({"cpu": cpu_seconds(), "pid": os.getpid()}).encode()
+            body = json.dumps({"cpu": cpu_seconds(), "pid": os.getpid(), **GC_PAUSES.take()}).encode()
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
