@@ -19,8 +19,9 @@ Variants (``message_id`` is the frame's ``request_id``: the reference looks it u
   round trip per token; (a) and (b) here send the ``RPUSH`` alone, so they cost if anything
   less than the reference. ``views-expire``, not in the report, adds the ``EXPIRE``.)
 * ``structs``: the same pattern with the msgspec structs (``oasst_shared.codec``).
-* ``relay``: ``oasst_shared.relay``: the worker handler peeks each frame and publishes the same
-  bytes (group commit); the event stream handler reads ``relay.stream(raw=True)`` and forwards
+* ``relay``: ``oasst_shared.relay``: the worker handler peeks each frame and sends the same bytes
+  through its connection's ``Publisher`` (group commit, no round trip awaited per frame: it
+  drains once per read); the event stream handler reads ``relay.stream(raw=True)`` and forwards
   each frame unchanged as the event's data.
 * ``floor``: no Redis at all: the worker handler hands each frame to the browser's handler in
   this process (an ``asyncio.Queue``). What websocket + SSE framing alone cost here.
