@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from benchmarks.server_path.server import VARIANTS
+from benchmarks.server_path.server import GC_PAUSES, VARIANTS
 
 
 async def serve(variant_name: str, redis_url: str, port: int = 0) -> None:
@@ -77,7 +77,7 @@ async def serve(variant_name: str, redis_url: str, port: int = 0) -> None:
         )
 
     async def stats(request: Request) -> JSONResponse:
-        return JSONResponse({"cpu": time.process_time()})
+        return JSONResponse({"cpu": time.process_time(), **GC_PAUSES.take()})
 
     app = Starlette(
         routes=[

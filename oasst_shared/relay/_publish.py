@@ -135,7 +135,7 @@ class Publisher:
     ``async with relay.publisher() as pub:`` flushes on a normal exit.
     """
 
-    __slots__ = ("_error", "_in_flight", "_limit", "_relay", "_waiter")
+    __slots__ = ("_error", "_in_flight", "_limit", "_relay", "_waiters")
 
     def __init__(self, relay: Relay, limit: int = DEFAULT_PUBLISHER_LIMIT) -> None:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
@@ -144,7 +144,7 @@ class Publisher:
         self._limit = limit
         self._in_flight = 0
         self._error: RelayError | None = None
-        self._waiter: tuple[asyncio.Future[None], int] | None = None
+        self._waiters: list[tuple[asyncio.Future[None], int]] = []
 
     @property
     def in_flight(self) -> int:
@@ -185,12 +185,12 @@ class Publisher:
                 raise self._error
             if self._in_flight <= threshold:
                 return
-            fut = asyncio.get_running_loop().create_future()
-            self._waiter = (fut, threshold)
+            entry = (asyncio.get_running_loop().create_future(), threshold)
+            self._waiters.append(entry)
             try:
-                await fut
+                await entry[0]
             finally:
-                self._waiter = None
+                self._waiters.remove(entry)
 
     async def __aenter__(self) -> Publisher:
         return self
@@ -208,6 +208,6 @@ class Publisher:
 
     def _settled(self, n: int) -> None:
         self._in_flight -= n
-        w = self._waiter
-        if w is not None and (self._error is not None or self._in_flight <= w[1]) and not w[0].done():
-            w[0].set_result(None)
+        for fut, threshold in self._waiters:
+            if (self._error is not None or self._in_flight <= threshold) and not fut.done():
+                fut.set_result(None)

@@ -86,6 +86,14 @@ async def test_drain_waits_only_above_the_limit(relay: Relay) -> None:
     assert pub.in_flight == 0
 
 
+async def test_concurrent_waits_on_one_publisher_all_return(relay: Relay) -> None:
+    pub = relay.publisher(limit=2)
+    for i in range(10):
+        pub.send("both", token(i))
+    await asyncio.wait_for(asyncio.gather(pub.drain(), pub.flush(), pub.drain()), timeout=5)
+    assert pub.in_flight == 0
+
+
 async def test_publish_and_publisher_share_a_round_trip_and_keep_order(relay: Relay, redis_url: str) -> None:
     await relay.publish("warm", token(0))
     before = await evalsha_calls(redis_url)
