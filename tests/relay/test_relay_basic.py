@@ -23,6 +23,7 @@ from oasst_shared.relay import (
 )
 from oasst_shared.schemas import inference
 from tests.relay.helpers import final, token, token_frame
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -340,3 +341,22 @@ async def test_a_flush_larger_than_one_lua_unpack(redis_url: str) -> None:
         await relay.publish("big", final())
         got = [m async for m in relay.stream("big", timeout=10)]
     assert got == [*(token(i) for i in range(n)), final()]
+
+
+def test_redis_is_a_release_the_relay_supports(redis_server: RedisServer) -> None:
+    """The relay needs Redis >= 6.2 (``LPOP key count``). ``OASST_EXPECT_REDIS_VERSION`` (set by
+    ``make test-redis-debian``) pins the release these tests must have run on, so a run meant for
+    another release cannot pass on the default one."""
+    import os
+
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        version = str(client.info("server")["redis_version"])
+    finally:
+        client.close()
+    assert tuple(int(p) for p in version.split(".")[:2]) >= (6, 2), version
+    expected = os.environ.get("OASST_EXPECT_REDIS_VERSION")
+    if expected:
+        assert version.startswith(expected), f"tests ran on Redis {version}, expected {expected}*"
