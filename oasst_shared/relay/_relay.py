@@ -553,9 +553,10 @@ class Relay:
             self._flusher.cancel()
             with contextlib.suppress(BaseException):
                 await self._flusher
-        if self._pending is not None:  # published during close: never sent
-            self._fail_batch(self._pending, RelayError("the relay was closed", key=None, operation="publish"))
-            self._pending = None
+        pending, self._pending = self._pending, None
+        if pending is not None:  # published during close: never sent
+            # (taken first: a publisher failing here withdraws from the pending batch, not this one)
+            self._fail_batch(pending, RelayError("the relay was closed", key=None, operation="publish"))
         for sub in list(self._subs.values()):
             sub._fail(RelayError("the relay was closed", key=sub.key, operation="stream"))
         self._subs.clear()
