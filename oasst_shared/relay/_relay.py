@@ -286,6 +286,9 @@ class Subscription:
         self._timer: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> Subscription:
+        # frames an earlier subscription to this queue gave back are older than any still in
+        # the list: wait until they are back at its head before reading it again
+        await self._relay._returned(self._bkey)
         self._relay._register(self)
         return self
 
@@ -368,11 +371,25 @@ class Subscription:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._relay._unregister(self)
-        leftover = list(self._frames)
-        self._frames.clear()
-        if leftover:
-            await self._relay._push_back(self._bkey, leftover)
+        relay = self._relay
+        key = self._bkey
+        # a new subscription to this queue waits until what this one gives back has landed
+        relay._returning_begin(key)
+        handed_over = False
+        try:
+            relay._unregister(self)  # rounds from now on leave this queue out
+            # A round already in flight may have popped newer frames of this queue: they come
+            # here too, so that all the frames taken from the list go back at once, in order
+            # (two separate pushes to the head would put the newer frames first).
+            await relay._collect_in_flight(self)
+            leftover = list(self._frames)
+            self._frames.clear()
+            if leftover:
+                handed_over = True
+                await relay._push_back(key, leftover, begun=True)
+        finally:
+            if not handed_over:
+                relay._returning_end(key)
 
 
 # ------------------------------------------------------------------------------------ relay
@@ -475,6 +492,10 @@ class Relay:
         self._view: tuple[int, float, list[bytes], bytes, bytes] | None = None
         self._subs_version = 0
         self._subs_changed: asyncio.Event | None = None
+        self._in_round = False  # the reader has a round trip in flight
+        self._round_waiters: list[asyncio.Future[None]] = []  # woken when that round has ended
+        self._closing: dict[bytes, Subscription] = {}  # closed, still taking an in-flight round's frames
+        self._returning: dict[bytes, list[Any]] = {}  # key -> [push-backs in flight, Event once none]
         self._reader_blocked: int | None = None  # subs version the reader's BLPOP was sent with
         self._reader_client_id: bytes | None = None
         self._reader_down_since: float | None = None
@@ -553,10 +574,10 @@ class Relay:
             self._flusher.cancel()
             with contextlib.suppress(BaseException):
                 await self._flusher
-        pending, self._pending = self._pending, None
-        if pending is not None:  # published during close: never sent
+        unsent, self._pending = self._pending, None
+        if unsent is not None:  # published during close: never sent
             # (taken first: a publisher failing here withdraws from the pending batch, not this one)
-            self._fail_batch(pending, RelayError("the relay was closed", key=None, operation="publish"))
+            self._fail_batch(unsent, RelayError("the relay was closed", key=None, operation="publish"))
         for sub in list(self._subs.values()):
             sub._fail(RelayError("the relay was closed", key=sub.key, operation="stream"))
         self._subs.clear()
@@ -903,6 +924,7 @@ class Relay:
                 client_id = self._reader_client_id
                 self._wait_timeout = self._block_timeout if client_id is not None else 0.05
                 await self._load_drain(conn)
+            self._in_round = True
             try:
                 started = loop.time()
                 if not found:
@@ -938,6 +960,37 @@ class Relay:
                 await asyncio.sleep(_BACKOFF_FIRST)
                 self._hot.clear()
                 found = True  # the next round scans every key
+            finally:
+                self._round_over()
+
+    def _round_over(self) -> None:
+        self._in_round = False
+        waiters, self._round_waiters = self._round_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def _collect_in_flight(self, sub: Subscription) -> None:
+        """While the reader's round in flight (if any) ends, deliver this queue's frames from it
+        to ``sub``, which has just left the reader's key set. Bounded by ``command_timeout``: a
+        round that does not end by then (Redis paused) is not waited for."""
+        if not self._in_round:
+            return
+        self._closing[sub._bkey] = sub
+        fut = asyncio.get_running_loop().create_future()
+        self._round_waiters.append(fut)
+        try:
+            await asyncio.wait_for(fut, self._command_timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            if self._closing.get(sub._bkey) is sub:
+                del self._closing[sub._bkey]
+
+    async def _returned(self, key: bytes) -> None:
+        """Wait until no give-back to ``key`` is in flight."""
+        while (entry := self._returning.get(key)) is not None:
+            await entry[1].wait()
 
     async def _hot_round(self, conn: Any) -> bool:
         """Drain the hot keys, the fresh ones and a slice of the ring; True if any frame."""
@@ -1077,24 +1130,45 @@ class Relay:
         return str(reply).encode()
 
     def _deliver(self, key: bytes, frames: list[bytes]) -> None:
-        sub = self._subs.get(key)
+        sub = self._subs.get(key) or self._closing.get(key)
         if sub is not None:
             sub._feed(frames)
         else:
             # its stream ended while the pop was in flight: put the frames back, in order
-            self._background(self._push_back(key, frames))
+            self._returning_begin(key)
+            self._background(self._push_back(key, frames, begun=True))
 
-    async def _push_back(self, key: bytes, frames: list[bytes]) -> None:
-        """LPUSH frames back to the head of their list (reversed, so the order is kept)."""
-        if self._closed or not frames:
-            return
-        with contextlib.suppress(RelayError, RedisError):
-            await self._ctl.call(
-                ["LPUSH", key, *reversed(frames)],
-                op="stream give back (LPUSH)",
-                key=key.decode(),
-                idempotent=False,
-            )
+    def _returning_begin(self, key: bytes) -> None:
+        entry = self._returning.get(key)
+        if entry is None:
+            self._returning[key] = [1, asyncio.Event()]
+        else:
+            entry[0] += 1
+
+    def _returning_end(self, key: bytes) -> None:
+        entry = self._returning[key]
+        entry[0] -= 1
+        if entry[0] == 0:
+            del self._returning[key]
+            entry[1].set()
+
+    async def _push_back(self, key: bytes, frames: list[bytes], *, begun: bool = False) -> None:
+        """LPUSH frames back to the head of their list (reversed, so the order is kept). A new
+        subscription to the key waits until it has landed (``_returned``)."""
+        if not begun:
+            self._returning_begin(key)
+        try:
+            if self._closed or not frames:
+                return
+            with contextlib.suppress(RelayError, RedisError):
+                await self._ctl.call(
+                    ["LPUSH", key, *reversed(frames)],
+                    op="stream give back (LPUSH)",
+                    key=key.decode(),
+                    idempotent=False,
+                )
+        finally:
+            self._returning_end(key)
 
     # ------------------------------------------------------------------ work queues
 

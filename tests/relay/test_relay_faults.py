@@ -255,3 +255,75 @@ async def test_stream_timeout_while_redis_is_down_says_so(own_redis: RedisServer
             with pytest.raises(RelayConnectionError) as info:
                 await sub.next_batch(0.5)
             assert info.value.key == "message:down"
+
+
+async def test_frames_given_back_on_close_keep_their_order_with_a_round_in_flight(
+    own_redis: RedisServer,
+) -> None:
+    """A stream closes while the reader's round trip holding a newer frame of its queue is in
+    flight: the frames it had and that newer one go back to the head of the list together, in
+    order (given back separately, the newer one would land ahead of the older ones)."""
+    async with Relay(own_redis.url, read_interval=0) as relay:
+        plain = aioredis.Redis.from_url(own_redis.url)
+        sub = relay.subscribe("back")
+        await sub.__aenter__()
+        await plain.rpush("message:back", *[token_frame(i) for i in range(5)])
+        for _ in range(200):  # the reader drains them into the subscription
+            if await plain.llen("message:back") == 0:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # its next round finds nothing and blocks in BLPOP
+        own_redis.pause()
+        try:
+            # queued while Redis is stopped: a newer frame (it will serve the blocked BLPOP),
+            # then the close (its unblock and give-back)
+            push = asyncio.create_task(plain.rpush("message:back", *[token_frame(i) for i in range(5, 8)]))
+            await asyncio.sleep(0.05)
+            closing = asyncio.create_task(sub.aclose())
+            await asyncio.sleep(0.05)
+        finally:
+            own_redis.resume()
+        await asyncio.wait_for(asyncio.gather(push, closing), timeout=10)
+        await asyncio.sleep(0.3)  # any give-back still in flight lands
+        assert await plain.lrange("message:back", 0, -1) == [token_frame(i) for i in range(8)]
+        # and a new stream reads them all, once, in order
+        await relay.publish("back", final())
+        got = [m async for m in relay.stream("back", timeout=5)]
+        assert got == [*(token(i) for i in range(8)), final()]
+        await plain.aclose()
+
+
+async def test_a_stream_opened_while_another_gives_back_reads_after_the_given_back_frames(
+    own_redis: RedisServer,
+) -> None:
+    """A new stream on a queue whose previous stream is still closing (its give-back not yet
+    landed) starts reading only once those older frames are back at the head of the list."""
+    async with Relay(own_redis.url, read_interval=0) as relay:
+        plain = aioredis.Redis.from_url(own_redis.url)
+        first = relay.subscribe("reopen")
+        await first.__aenter__()
+        await plain.rpush("message:reopen", *[token_frame(i) for i in range(5)])
+        for _ in range(200):
+            if await plain.llen("message:reopen") == 0:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # the reader is blocked in BLPOP again
+        own_redis.pause()
+        try:
+            closing = asyncio.create_task(first.aclose())  # its unblock is queued in Redis
+            await asyncio.sleep(0.05)
+            push = asyncio.create_task(plain.rpush("message:reopen", *[token_frame(i) for i in range(5, 8)]))
+            await asyncio.sleep(0.05)
+            second = asyncio.create_task(_collect(relay, "reopen"))
+            await asyncio.sleep(0.05)
+        finally:
+            own_redis.resume()
+        await asyncio.wait_for(asyncio.gather(closing, push), timeout=10)
+        await relay.publish("reopen", final())
+        got = await asyncio.wait_for(second, timeout=10)
+        assert got == [*(token(i) for i in range(8)), final()]
+        await plain.aclose()
+
+
+async def _collect(relay: Relay, message_id: str) -> list[inference.WorkerResponse]:
+    return [m async for m in relay.stream(message_id, timeout=5)]
