@@ -63,10 +63,11 @@ middle of a drain round trip are lost (as with the reference's ``BLPOP``; a read
 ``BLPOP`` loses nothing). A round that is not hot names every open stream's key (Redis parses
 each name: roughly 0.1 us of its CPU per key per round, at most once per ``read_interval`` while
 frames flow, plus a ``BLPOP``'s registration on every key each time the reader blocks). Not for
-Redis Cluster (a flush's keys span slots). One local stream
-per message queue per relay. A closing stream's give-back keeps the frames' order, and a stream
-opened meanwhile in the same process waits for it; one opened in another process does not. redis-py's asyncio client runs on asyncio only (not trio), and
-so does the relay. This package is the only part of ``oasst_shared`` that imports redis.
+Redis Cluster (a flush's keys span slots). One local stream per message queue per relay. A
+closing stream's give-back keeps the frames' order, and a stream opened meanwhile in the same
+process waits for it; one opened in another process does not. redis-py's asyncio client runs
+on asyncio only (not trio), and so does the relay. This package is the only part of
+``oasst_shared`` that imports redis.
 """
 
 from __future__ import annotations
