@@ -938,8 +938,9 @@ class Relay:
             except NoScriptError:
                 await self._load_drain(conn)
             except ResponseError as exc:
-                # e.g. WRONGTYPE: a message key holds something other than a list. The drain
-                # ran for no key (a script error aborts it); end every stream with the error.
+                # Redis refused the round itself (e.g. the script is not allowed: NOPERM, or out
+                # of memory). A key that is not a list does not get here: the drain reports it
+                # alone. End every stream with the error.
                 self._hot.clear()
                 for sub in list(self._subs.values()):
                     self._unregister(sub)
@@ -1055,7 +1056,10 @@ class Relay:
             try:
                 popped = await conn.read_response(disable_decoding=True)
             except ResponseError as exc:
-                err = err or exc
+                if "WRONGTYPE" in str(exc):
+                    found = True  # a key is not a list: the next round (a drain) isolates it
+                else:
+                    err = err or exc
             else:
                 if popped:
                     found = True
@@ -1100,11 +1104,29 @@ class Relay:
         for i in range(0, len(reply), 2):
             idx = int(reply[i]) - 1
             frames = reply[i + 1]
+            if idx < 0:  # this key is not a list: end its stream, the others go on
+                self._bad_key(keys[-idx - 2], frames)
+                continue
             key = keys[idx]
             if (idx < nhot or len(frames) > 1) and key in subs:
                 hot[key] = None
             deliver(key, frames)
         return True
+
+    def _bad_key(self, key: bytes, error: Any) -> None:
+        """Redis refused to pop ``key`` (e.g. WRONGTYPE: it holds no list): end its stream."""
+        message = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
+        sub = self._subs.get(key) or self._closing.get(key)
+        if sub is None:
+            return
+        self._unregister(sub)
+        sub._fail(
+            RelayError(
+                f"Redis answered the read of this queue with an error: {message}",
+                key=sub.key,
+                operation="stream (EVALSHA LPOP)",
+            )
+        )
 
     async def _load_drain(self, conn: Any) -> None:
         """Load DRAIN on a new reader connection, so its first round does not get NOSCRIPT

@@ -53,18 +53,31 @@ return res
 # others 32 at a time with one EXISTS each and pops only in a group that has a non-empty key,
 # stopping at the group's count. A Lua redis.call costs several times a key lookup, so an idle
 # key costs a fraction of an LPOP. Returns a flat array [index1, frames1, index2, frames2, ...]
-# for the keys that had frames (1-based key index), in key order.
+# for the keys that had frames (1-based key index), in key order. A key that is not a list
+# (WRONGTYPE) gives [-index, error message] instead and the others are drained all the same:
+# a script error would not undo the pops made before it (Redis scripts do not roll back), so
+# one bad key must not abort the round.
 DRAIN: Final = """
 local n = tonumber(ARGV[1])
 local nhot = tonumber(ARGV[2])
 local total = #KEYS
 local out = {}
-for k = 1, nhot do
-  local v = redis.call('LPOP', KEYS[k], n)
+local function pop(k)
+  local v = redis.pcall('LPOP', KEYS[k], n)
+  if type(v) == 'table' and v.err then
+    out[#out + 1] = -k
+    out[#out + 1] = v.err
+    return true
+  end
   if v then
     out[#out + 1] = k
     out[#out + 1] = v
+    return true
   end
+  return false
+end
+for k = 1, nhot do
+  pop(k)
 end
 local i = nhot + 1
 while i <= total do
@@ -73,12 +86,7 @@ while i <= total do
   local c = redis.call('EXISTS', unpack(KEYS, i, e))
   local k = i
   while c > 0 and k <= e do
-    local v = redis.call('LPOP', KEYS[k], n)
-    if v then
-      out[#out + 1] = k
-      out[#out + 1] = v
-      c = c - 1
-    end
+    if pop(k) then c = c - 1 end
     k = k + 1
   end
   i = e + 1

@@ -360,3 +360,27 @@ def test_redis_is_a_release_the_relay_supports(redis_server: RedisServer) -> Non
     expected = os.environ.get("OASST_EXPECT_REDIS_VERSION")
     if expected:
         assert version.startswith(expected), f"tests ran on Redis {version}, expected {expected}*"
+
+
+async def test_a_queue_that_is_not_a_list_ends_only_its_own_stream(relay: Relay, redis_url: str) -> None:
+    """Someone stores a string under one stream's key: that stream ends with a RelayError naming
+    the key and Redis's WRONGTYPE; the other streams, read in the same rounds, lose nothing."""
+    client = aioredis.Redis.from_url(redis_url)
+    await client.set("message:clobbered", "not a list")
+
+    async def consume(m: str) -> list[inference.WorkerResponse]:
+        return [r async for r in relay.stream(m, timeout=5)]
+
+    tasks = {m: asyncio.create_task(consume(m)) for m in ("ok1", "clobbered", "ok2")}
+    await asyncio.sleep(0.1)
+    for i in range(20):
+        await asyncio.gather(relay.publish("ok1", token(i)), relay.publish("ok2", token(i)))
+    await asyncio.gather(relay.publish("ok1", final()), relay.publish("ok2", final()))
+    with pytest.raises(RelayError, match="WRONGTYPE") as info:
+        await tasks["clobbered"]
+    assert info.value.key == "message:clobbered" and "stream" in info.value.operation
+    expected = [*(token(i) for i in range(20)), final()]
+    assert await tasks["ok1"] == expected
+    assert await tasks["ok2"] == expected
+    assert await client.get("message:clobbered") == b"not a list"  # left as it was
+    await client.aclose()
