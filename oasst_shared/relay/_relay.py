@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import time
 import typing
+import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from typing import Any, Final, Literal, NamedTuple, Union, overload
@@ -509,6 +510,10 @@ class Relay:
         self._publish_sha = _scripts.sha1(_scripts.PUBLISH)
         self._drain_sha = _scripts.sha1(_scripts.DRAIN)
         self._drain_head = _bulk(b"EVALSHA") + _bulk(self._drain_sha.encode())
+        # the reader's backup list (what its last drain popped, see _scripts.DRAIN), its own key
+        self._backup_key = f"relay:inflight:{uuid.uuid4().hex}".encode()
+        self._round_id = 0
+        self._unacked_round: int | None = None  # a drain sent whose reply has not been read
         self._enqueue_sha = _scripts.sha1(_scripts.ENQUEUE)
         self._encode = codec.worker_response.encode
         self._decode = codec.worker_response.decode
@@ -569,6 +574,16 @@ class Relay:
                 await self._push_back(sub._bkey, leftover)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._reader_task is not None and self._unacked_round is None:
+            # the backup of the reader's last drain, delivered: not needed any more
+            with contextlib.suppress(RelayError, RedisError):
+                await self._ctl.call(
+                    ["DEL", self._backup_key],
+                    op="close (DEL)",
+                    key=self._backup_key.decode(),
+                    idempotent=True,
+                    deadline=time.monotonic() + 0.5,
+                )
         self._closed = True
         if self._flusher is not None:
             self._flusher.cancel()
@@ -927,6 +942,8 @@ class Relay:
             self._in_round = True
             try:
                 started = loop.time()
+                if self._unacked_round is not None:
+                    await self._recover(conn)
                 if not found:
                     found = await self._wait_round(conn)
                 elif self._hot:
@@ -1010,13 +1027,14 @@ class Relay:
             ring[k] = None  # to the end of the ring: scanned again after every other key
             if k not in hot:
                 keys.append(k)
-        await conn.send_packed_command(self._drain_cmd(keys, nhot), check_health=False)
+        await self._send_drain(conn, self._drain_cmd(keys, nhot))
         reply = await self._read_drain(conn, keys)
         self._reader_down_since = None
         return self._take(reply, keys, nhot)
 
     def _current_view(self) -> tuple[int, float, list[bytes], bytes, bytes]:
-        """The packed scan of every key, and the same pipelined with the BLPOP on every key."""
+        """The packed scan of every key (``_drain_cmd``), and the BLPOP on every key that a wait
+        round pipelines behind it."""
         block_timeout = self._wait_timeout
         view = self._view
         if view is None or view[0] != self._subs_version or view[1] != block_timeout:
@@ -1025,7 +1043,7 @@ class Relay:
             body = b"".join([bulks[k] for k in keys])
             scan = self._drain_cmd(keys, 0, body)
             blpop = b"*%d\r\n$5\r\nBLPOP\r\n" % (len(keys) + 2)
-            wait = b"".join((scan, blpop, body, _bulk(repr(float(block_timeout)).encode())))
+            wait = b"".join((blpop, body, _bulk(repr(float(block_timeout)).encode())))
             view = self._view = (self._subs_version, block_timeout, keys, scan, wait)
         self._fresh.clear()  # every open stream's key is in the round
         return view
@@ -1033,19 +1051,19 @@ class Relay:
     async def _scan_round(self, conn: Any) -> bool:
         """Drain every key (one round trip); True if any frame."""
         _, _, keys, scan, _ = self._current_view()
-        await conn.send_packed_command(scan, check_health=False)
+        await self._send_drain(conn, scan)
         reply = await self._read_drain(conn, keys)
         self._reader_down_since = None
         return self._take(reply, keys, 0)
 
     async def _wait_round(self, conn: Any) -> bool:
         """Drain every key, then block on every key (BLPOP), pipelined; True if any frame."""
-        version, _, keys, _, wait = self._current_view()
+        version, _, keys, scan, wait = self._current_view()
         self._reader_blocked = version
         err: ResponseError | None = None
         found = False
         try:
-            await conn.send_packed_command(wait, check_health=False)
+            await self._send_drain(conn, scan, wait)
             try:
                 reply = await self._read_drain(conn, keys)
             except ResponseError as exc:
@@ -1071,26 +1089,51 @@ class Relay:
         return found
 
     def _drain_cmd(self, keys: list[bytes], nhot: int, body: bytes | None = None) -> bytes:
-        """The DRAIN call for ``keys`` (the first ``nhot`` popped, the rest scanned), packed."""
+        """The DRAIN call for ``keys`` (the first ``nhot`` popped, the rest scanned), packed up
+        to its last two arguments (the round id and the backup's expiry: ``_send_drain``)."""
         if body is None:
             bulks = self._bulks
             body = b"".join([bulks[k] for k in keys])
         n = len(keys)
         return b"".join(
             (
-                b"*%d\r\n" % (n + 5),
+                b"*%d\r\n" % (n + 8),
                 self._drain_head,
-                _bulk(b"%d" % n),
+                _bulk(b"%d" % (n + 1)),
+                _bulk(self._backup_key),
                 body,
                 _bulk(b"%d" % _DRAIN_PER_KEY),
                 _bulk(b"%d" % nhot),
             )
         )
 
+    async def _send_drain(self, conn: Any, cmd: bytes, tail: bytes = b"") -> None:
+        """Send a drain (``_drain_cmd``) with the next round id, then ``tail`` (pipelined)."""
+        self._round_id += 1
+        self._unacked_round = self._round_id
+        last = _bulk(b"%d" % self._round_id) + _bulk(b"%d" % self.message_queue_expire)
+        await conn.send_packed_command(b"".join((cmd, last, tail)), check_health=False)
+
+    async def _recover(self, conn: Any) -> None:
+        """The reply to the last drain was lost (the connection failed after sending it): if
+        that drain ran, the frames it popped are in the backup; deliver them, in order."""
+        await conn.send_packed_command(_pack(("LRANGE", self._backup_key, 0, -1)), check_health=False)
+        saved = await conn.read_response(disable_decoding=True)
+        round_id, self._unacked_round = self._unacked_round, None
+        if not saved or int(saved[0]) != round_id:
+            return  # it did not run (the backup is an earlier round's, already delivered)
+        i = 1
+        while i + 1 < len(saved):
+            count = int(saved[i + 1])
+            self._deliver(bytes(saved[i]), list(saved[i + 2 : i + 2 + count]))
+            i += 2 + count
+
     async def _read_drain(self, conn: Any, keys: list[bytes]) -> Any:
         """The reply to ``_drain_cmd(keys, ...)``: [index1, frames1, index2, frames2, ...] for
         the keys that had frames (1-based indexes into ``keys``)."""
-        return await conn.read_response(disable_decoding=True)
+        reply = await conn.read_response(disable_decoding=True)
+        self._unacked_round = None
+        return reply
 
     def _take(self, reply: Any, keys: list[bytes], nhot: int) -> bool:
         """Deliver a DRAIN reply; True if it had frames. The next hot set is the keys that gave

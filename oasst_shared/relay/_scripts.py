@@ -48,22 +48,31 @@ end
 return res
 """
 
-# KEYS: message queues, the first ARGV[2] of them "hot" (expected to hold frames), the rest to
-# scan. ARGV[1]: the most frames to pop per key. Pops every hot key (LPOP key count); scans the
-# others 32 at a time with one EXISTS each and pops only in a group that has a non-empty key,
-# stopping at the group's count. A Lua redis.call costs several times a key lookup, so an idle
-# key costs a fraction of an LPOP. Returns a flat array [index1, frames1, index2, frames2, ...]
-# for the keys that had frames (1-based key index), in key order. A key that is not a list
-# (WRONGTYPE) gives [-index, error message] instead and the others are drained all the same:
-# a script error would not undo the pops made before it (Redis scripts do not roll back), so
-# one bad key must not abort the round.
+# KEYS[1]: the reader's backup list; KEYS[2..]: message queues, the first ARGV[2] of them "hot"
+# (expected to hold frames), the rest to scan. ARGV[1]: the most frames to pop per key; ARGV[3]:
+# this round's id; ARGV[4]: the backup's expiry in seconds. Pops every hot key (LPOP key count);
+# scans the others 32 at a time with one EXISTS each and pops only in a group that has a
+# non-empty key, stopping at the group's count. A Lua redis.call costs several times a key
+# lookup, so an idle key costs a fraction of an LPOP. Returns a flat array [index1, frames1,
+# index2, frames2, ...] for the keys that had frames (1-based index among the message queues),
+# in key order. A key that is not a list (WRONGTYPE) gives [-index, error message] instead and
+# the others are drained all the same: a script error would not undo the pops made before it
+# (Redis scripts do not roll back), so one bad key must not abort the round.
+# The backup: the round starts by deleting the previous round's (its reply was read, or this
+# round would not have been sent), then keeps [round id, key, count, frames..., key, count,
+# frames...] of what it pops. If this round's reply is lost on the way, the reader reads the
+# backup back after reconnecting and delivers those frames, so a lost reply loses nothing.
 DRAIN: Final = """
 local n = tonumber(ARGV[1])
 local nhot = tonumber(ARGV[2])
-local total = #KEYS
+local backup = KEYS[1]
+redis.call('DEL', backup)
+local total = #KEYS - 1
 local out = {}
+local saved = false
 local function pop(k)
-  local v = redis.pcall('LPOP', KEYS[k], n)
+  local key = KEYS[k + 1]
+  local v = redis.pcall('LPOP', key, n)
   if type(v) == 'table' and v.err then
     out[#out + 1] = -k
     out[#out + 1] = v.err
@@ -72,6 +81,11 @@ local function pop(k)
   if v then
     out[#out + 1] = k
     out[#out + 1] = v
+    if not saved then
+      redis.call('RPUSH', backup, ARGV[3])
+      saved = true
+    end
+    redis.call('RPUSH', backup, key, #v, unpack(v))
     return true
   end
   return false
@@ -83,7 +97,7 @@ local i = nhot + 1
 while i <= total do
   local e = i + 31
   if e > total then e = total end
-  local c = redis.call('EXISTS', unpack(KEYS, i, e))
+  local c = redis.call('EXISTS', unpack(KEYS, i + 1, e + 1))
   local k = i
   while c > 0 and k <= e do
     if pop(k) then c = c - 1 end
@@ -91,6 +105,7 @@ while i <= total do
   end
   i = e + 1
 end
+if saved then redis.call('EXPIRE', backup, tonumber(ARGV[4])) end
 return out
 """
 

@@ -61,6 +61,9 @@ class PipelinedRelay(Relay):
     def _drain_cmd(self, keys: list[bytes], nhot: int, body: bytes | None = None) -> bytes:
         return b"".join(_pack(("LPOP", k, _DRAIN_PER_KEY)) for k in keys)
 
+    async def _send_drain(self, conn: Any, cmd: bytes, tail: bytes = b"") -> None:
+        await conn.send_packed_command(cmd + tail, check_health=False)  # no round id: no backup
+
     async def _read_drain(self, conn: Any, keys: list[bytes]) -> Any:
         out: list[Any] = []
         for i in range(len(keys)):

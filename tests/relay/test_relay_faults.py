@@ -18,6 +18,7 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from oasst_shared import codec
 from oasst_shared.relay import Relay, RelayConnectionError, RelayError, RelayPublishError
@@ -327,3 +328,79 @@ async def test_a_stream_opened_while_another_gives_back_reads_after_the_given_ba
 
 async def _collect(relay: Relay, message_id: str) -> list[inference.WorkerResponse]:
     return [m async for m in relay.stream(message_id, timeout=5)]
+
+
+async def test_a_lost_drain_reply_loses_no_frame(redis_server: RedisServer) -> None:
+    """The reader's connection fails after Redis ran a drain but before its reply was read (a
+    reset on the way back, injected on the client side once Redis has answered): the frames that
+    drain popped are delivered from the reader's backup after it reconnects, once, in order."""
+    redis_server.flushall()
+    async with Relay(redis_server.url, read_interval=0) as relay:
+        plain = aioredis.Redis.from_url(redis_server.url)
+        real_read = relay._read_drain
+        lost: list[int] = []
+
+        async def read_then_lose(conn: object, keys: list[bytes]) -> object:
+            if armed and not lost:
+                await asyncio.sleep(0.1)  # Redis has run the drain and sent its reply
+                lost.append(await plain.llen("message:lost"))
+                await conn.disconnect(nowait=True)  # type: ignore[attr-defined]
+                raise RedisConnectionError("connection reset (injected): the reply is lost")
+            return await real_read(conn, keys)  # type: ignore[arg-type]
+
+        armed = False
+        relay._read_drain = read_then_lose  # type: ignore[method-assign]
+        consumer = asyncio.create_task(_collect(relay, "lost"))
+        await asyncio.sleep(0.1)  # the reader blocks in BLPOP on the stream's key
+        armed = True
+        await asyncio.gather(*(relay.publish("lost", token(i)) for i in range(10)))
+        for _ in range(300):
+            if lost:
+                break
+            await asyncio.sleep(0.01)
+        assert lost == [0], "the injected failure hit a drain that had popped the frames"
+        await relay.publish("lost", final())
+        got = await asyncio.wait_for(consumer, timeout=10)
+        assert got == [*(token(i) for i in range(10)), final()]
+        await plain.aclose()
+
+
+async def test_a_drain_that_never_ran_is_not_recovered_twice(redis_server: RedisServer) -> None:
+    """The connection fails while a drain is being sent, before Redis ran it: the backup still
+    holds the previous round's frames, which were delivered; the reader recognises them by their
+    round id and delivers nothing again."""
+    redis_server.flushall()
+    async with Relay(redis_server.url, read_interval=0) as relay:
+        plain = aioredis.Redis.from_url(redis_server.url)
+        real_send = relay._send_drain
+        failed: list[int] = []
+
+        async def fail_before_sending(conn: object, cmd: bytes, tail: bytes = b"") -> None:
+            # fail the first drain sent while the backup holds a delivered round's frames
+            if armed and not failed and await plain.llen(relay._backup_key) > 0:
+                relay._round_id += 1
+                relay._unacked_round = relay._round_id  # as if sent: its fate is unknown
+                failed.append(relay._round_id)
+                await conn.disconnect(nowait=True)  # type: ignore[attr-defined]
+                raise RedisConnectionError("connection reset while sending (injected)")
+            await real_send(conn, cmd, tail)
+
+        armed = False
+        relay._send_drain = fail_before_sending  # type: ignore[method-assign]
+        consumer = asyncio.create_task(_collect(relay, "twice"))
+        await asyncio.sleep(0.1)  # the reader blocks in BLPOP
+        armed = True
+        # one flush of two frames: the BLPOP takes the first, the next drain pops the second
+        # (the backup now holds it), and the drain after that is the one that fails
+        await asyncio.gather(relay.publish("twice", token(0)), relay.publish("twice", token(1)))
+        for _ in range(300):
+            if failed:
+                break
+            await asyncio.sleep(0.01)
+        assert failed
+        for i in range(2, 6):
+            await relay.publish("twice", token(i))
+        await relay.publish("twice", final())
+        got = await asyncio.wait_for(consumer, timeout=10)
+        assert got == [*(token(i) for i in range(6)), final()]
+        await plain.aclose()
