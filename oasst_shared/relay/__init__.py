@@ -56,11 +56,15 @@ than the frames it carried.
   given client or URL) with redis-py's retries off: a refused connection or a failed send is
   retried with backoff (Redis got nothing); a write whose reply was lost is never resent
   (``RelayPublishError``). The reader reconnects after a reset or a Redis restart and resumes
-  the same keys: pops are destructive, so nothing is delivered twice or out of order.
+  the same keys: pops are destructive, so nothing is delivered twice or out of order. Each
+  drain also keeps what it popped in the reader's own backup list (``relay:inflight:{uuid}``,
+  tagged with the round's id, replaced by the next round): if a drain's reply is lost on the
+  way, the reader reads it back after reconnecting and delivers those frames, once.
 
-Limits: a pop is destructive, so frames whose pop reply is cut off by a crash or reset in the
-middle of a drain round trip are lost (as with the reference's ``BLPOP``; a reader blocked in
-``BLPOP`` loses nothing). A round that is not hot names every open stream's key (Redis parses
+Limits: the one frame a wait round's ``BLPOP`` pops has no backup: if that reply is cut off by
+a reset, the frame is lost (as with the reference's ``BLPOP``; a reader blocked in ``BLPOP``
+when the connection drops loses nothing). A crash of Redis itself loses what its persistence
+settings lose. A round that is not hot names every open stream's key (Redis parses
 each name: roughly 0.1 us of its CPU per key per round, at most once per ``read_interval`` while
 frames flow, plus a ``BLPOP``'s registration on every key each time the reader blocks). Not for
 Redis Cluster (a flush's keys span slots). One local stream per message queue per relay. A
