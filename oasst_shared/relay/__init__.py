@@ -61,6 +61,8 @@ than the frames it carried.
   tagged with the round's id, replaced by the next round): if a drain's reply is lost on the
   way, the reader reads it back after reconnecting and delivers those frames, once.
 
+Servers: Redis >= 6.2 or Valkey; tested on Redis 6.2 and 7.0 and on Valkey 8.0.
+
 Limits: the one frame a wait round's ``BLPOP`` pops has no backup: if that reply is cut off by
 a reset, the frame is lost (as with the reference's ``BLPOP``; a reader blocked in ``BLPOP``
 when the connection drops loses nothing). A crash of Redis itself loses what its persistence
