@@ -117,3 +117,81 @@ async def test_every_stream_gets_its_frames_once_in_order(
         if sc["raw"][s]:
             expected = [codec.worker_response.encode(m) for m in expected]
         assert results[s] == expected, f"stream {s}"
+
+
+@st.composite
+def handovers(draw: st.DrawFn) -> dict[str, Any]:
+    n_streams = draw(st.integers(1, 4))
+    lengths = draw(st.lists(st.integers(1, 30), min_size=n_streams, max_size=n_streams))
+    return {
+        "lengths": lengths,
+        # how many items the first consumer takes before it stops (the rest goes back to Redis)
+        "take": [draw(st.integers(0, n)) for n in lengths],
+        # the second consumer: opened after the first has closed (on this relay or the other),
+        # or while it is closing (on this relay: it must wait for the give-back)
+        "reopen": draw(
+            st.lists(
+                st.sampled_from(["after-same", "after-other", "during-same"]),
+                min_size=n_streams,
+                max_size=n_streams,
+            )
+        ),
+        "chunks": draw(st.lists(st.integers(1, 8), min_size=1, max_size=10)),
+        "read_interval": draw(st.sampled_from([0.0, 0.001])),
+    }
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sc=handovers())
+async def test_a_stream_handed_over_mid_way_loses_and_reorders_nothing(
+    redis_server: RedisServer, sc: dict[str, Any]
+) -> None:
+    lengths: list[int] = sc["lengths"]
+    run = next(_ids)
+    mids = [f"hand{run}-{s}" for s in range(len(lengths))]
+    interval = sc["read_interval"]
+    async with (
+        Relay(redis_server.url, read_interval=interval) as relay,
+        Relay(redis_server.url, read_interval=interval) as other,
+    ):
+
+        async def produce() -> None:
+            # every stream's frames through one publisher, in drawn chunks, then the terminals
+            pub = relay.publisher()
+            sent = [0] * len(lengths)
+            chunks = itertools.cycle(sc["chunks"])
+            while any(sent[s] < n for s, n in enumerate(lengths)):
+                for s, n in enumerate(lengths):
+                    for _ in range(min(next(chunks), n - sent[s])):
+                        pub.send(mids[s], token(sent[s]))
+                        sent[s] += 1
+                await pub.drain()
+                await asyncio.sleep(0)
+            for m in mids:
+                pub.send(m, final())
+            await pub.flush()
+
+        async def consume(s: int) -> list[Any]:
+            first = relay.stream(mids[s], timeout=10)
+            got: list[Any] = []
+            for _ in range(sc["take"][s]):
+                got.append(await first.__anext__())
+            mode = sc["reopen"][s]
+            if mode == "during-same":
+                closing = asyncio.ensure_future(first.aclose())
+                await asyncio.sleep(0)  # the close has begun: the reopen must wait for it
+                second = relay.stream(mids[s], timeout=10)
+                got += [m async for m in second]
+                await closing
+            else:
+                await first.aclose()
+                r = relay if mode == "after-same" else other
+                got += [m async for m in r.stream(mids[s], timeout=10)]
+            return got
+
+        consumers = [asyncio.create_task(consume(s)) for s in range(len(lengths))]
+        await produce()
+        results = await asyncio.wait_for(asyncio.gather(*consumers), timeout=30)
+
+    for s, n in enumerate(lengths):
+        assert results[s] == [*(token(i) for i in range(n)), final()], f"stream {s}"
