@@ -93,6 +93,7 @@ from oasst_shared.relay._publish import DEFAULT_PUBLISHER_LIMIT, Publisher  # no
 from oasst_shared.relay._relay import (  # noqa: E402
     DEFAULT_MESSAGE_QUEUE_EXPIRE,
     DEFAULT_MESSAGE_QUEUE_MAX_LENGTH,
+    DEFAULT_STREAM_BUFFER,
     DEFAULT_WORK_QUEUE_MAX_SIZE,
     TERMINAL_RESPONSE_TYPES,
     QueuePosition,
@@ -106,6 +107,7 @@ __all__ = [
     "DEFAULT_MESSAGE_QUEUE_EXPIRE",
     "DEFAULT_MESSAGE_QUEUE_MAX_LENGTH",
     "DEFAULT_PUBLISHER_LIMIT",
+    "DEFAULT_STREAM_BUFFER",
     "DEFAULT_WORK_QUEUE_MAX_SIZE",
     "TERMINAL_RESPONSE_TYPES",
     "Publisher",

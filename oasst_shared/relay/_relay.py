@@ -41,6 +41,7 @@ from oasst_shared.schemas import inference
 __all__ = [
     "DEFAULT_MESSAGE_QUEUE_EXPIRE",
     "DEFAULT_MESSAGE_QUEUE_MAX_LENGTH",
+    "DEFAULT_STREAM_BUFFER",
     "DEFAULT_WORK_QUEUE_MAX_SIZE",
     "TERMINAL_RESPONSE_TYPES",
     "QueuePosition",
@@ -67,6 +68,9 @@ TERMINAL_RESPONSE_TYPES: Final = frozenset(
 """Response types after which the reference's event stream stops reading a message queue."""
 
 _DRAIN_PER_KEY: Final = 4096
+DEFAULT_STREAM_BUFFER: Final = 4096
+"""Frames a stream holds in the process before the reader stops draining its queue (``Relay``'s
+``stream_buffer``)."""
 _COLD_SLICE: Final = 64
 """Keys that are not hot scanned per hot round: any key is scanned within ceil(streams / 64)
 consecutive hot rounds."""
@@ -285,6 +289,7 @@ class Subscription:
         self._closed = False
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._paused = False  # the reader leaves this queue alone until the consumer catches up
 
     async def __aenter__(self) -> Subscription:
         # frames an earlier subscription to this queue gave back are older than any still in
@@ -298,6 +303,11 @@ class Subscription:
 
     def _feed(self, frames: list[bytes]) -> None:
         self._frames.extend(frames)
+        if not self._paused and len(self._frames) >= self._relay.stream_buffer:
+            # the consumer is behind: further frames wait in Redis (bounded by the queue's
+            # maximum length), not in this process
+            self._paused = True
+            self._relay._pause(self)
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -339,6 +349,9 @@ class Subscription:
         if self._frames:
             out = list(self._frames)
             self._frames.clear()
+            if self._paused:
+                self._paused = False
+                self._relay._resume(self)
             return out
         if self._error is not None:
             raise self._error
@@ -416,6 +429,11 @@ class Relay:
       as a round trip ends (lowest latency, most round trips and most Redis work per frame).
       A round that scans every open stream's key is also spaced by 1 us per open stream (10 ms
       for 10,000 streams), so that scanning idle streams stays a small share of a Redis core.
+    - ``stream_buffer``: most frames a stream holds in this process (drained from Redis, not
+      yet taken by its consumer) before the reader leaves its queue alone until the consumer
+      catches up (4096; a round in flight may add one drain's worth). Frames then wait in
+      Redis, where ``message_queue_max_length`` bounds them: a consumer that stops reading
+      costs this process a bounded amount of memory.
 
     Use it as ``async with Relay(...) as relay:`` or call ``aclose``. It belongs to the
     event loop that first uses it. asyncio only: redis-py's asyncio client does not run on trio.
@@ -432,6 +450,7 @@ class Relay:
         command_timeout: float = 10.0,
         connect_timeout: float = 5.0,
         read_interval: float = 0.001,
+        stream_buffer: int = DEFAULT_STREAM_BUFFER,
     ) -> None:
         if isinstance(redis_or_url, str):
             pool: Any = aioredis.ConnectionPool.from_url(redis_or_url)
@@ -458,6 +477,11 @@ class Relay:
         if not isinstance(read_interval, (int, float)) or not 0 <= read_interval <= 1:
             raise ValueError(f"read_interval must be a number of seconds in [0, 1], got {read_interval!r}")
         self.read_interval = float(read_interval)
+        if not isinstance(stream_buffer, int) or isinstance(stream_buffer, bool) or stream_buffer < 1:
+            raise ValueError(f"stream_buffer must be an int >= 1, got {stream_buffer!r}")
+        self.stream_buffer = stream_buffer
+        """Frames a stream holds in this process, drained and not yet taken, before the reader
+        stops draining its queue until the consumer has taken them."""
         """While frames flow, the reader starts a round trip at most once per this many seconds."""
         self._retry_timeout = retry_timeout
         self._connection_class = pool.connection_class
@@ -485,6 +509,7 @@ class Relay:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reader_task: asyncio.Task[None] | None = None
         self._subs: dict[bytes, Subscription] = {}
+        self._active: dict[bytes, None] = {}  # the keys the reader's rounds read (not paused)
         self._bulks: dict[bytes, bytes] = {}  # each stream's key as a RESP bulk string
         self._ring: dict[bytes, None] = {}  # every key, in the order hot rounds scan them
         self._hot: dict[bytes, None] = {}  # keys the next hot round pops
@@ -833,6 +858,7 @@ class Relay:
             )
         key = sub._bkey
         self._subs[key] = sub
+        self._active[key] = None
         self._bulks[key] = _bulk(key)
         self._ring[key] = None
         self._fresh.append(key)
@@ -845,8 +871,27 @@ class Relay:
         if self._subs.get(key) is sub:
             del self._subs[key]
             del self._bulks[key]
+            self._active.pop(key, None)
             self._ring.pop(key, None)
             self._hot.pop(key, None)
+            self._subs_changed_now()
+
+    def _pause(self, sub: Subscription) -> None:
+        """Leave ``sub``'s queue out of the reader's rounds (its consumer is behind)."""
+        key = sub._bkey
+        if self._subs.get(key) is sub and key in self._active:
+            del self._active[key]
+            self._ring.pop(key, None)
+            self._hot.pop(key, None)
+            self._subs_changed_now()
+
+    def _resume(self, sub: Subscription) -> None:
+        """Read ``sub``'s queue again (its consumer has taken what it had)."""
+        key = sub._bkey
+        if self._subs.get(key) is sub and key not in self._active:
+            self._active[key] = None
+            self._ring[key] = None
+            self._fresh.append(key)
             self._subs_changed_now()
 
     def _subs_changed_now(self) -> None:
@@ -908,7 +953,7 @@ class Relay:
         found = True  # the last round found frames: the next one does not block
         started = -float("inf")
         while not self._stopping:
-            if not self._subs:
+            if not self._active:
                 ev = self._subs_changed
                 assert ev is not None
                 ev.clear()
@@ -917,7 +962,7 @@ class Relay:
             if found:
                 interval = self.read_interval
                 if not self._hot:  # the next round scans every key: at most ~10% of a Redis core
-                    interval = max(interval, len(self._subs) * _SCAN_PACE)
+                    interval = max(interval, len(self._active) * _SCAN_PACE)
                 delay = started + interval - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -1012,7 +1057,7 @@ class Relay:
 
     async def _hot_round(self, conn: Any) -> bool:
         """Drain the hot keys, the fresh ones and a slice of the ring; True if any frame."""
-        subs = self._subs
+        subs = self._active
         hot = self._hot
         keys = list(hot)
         fresh, self._fresh = self._fresh, []
@@ -1038,7 +1083,7 @@ class Relay:
         block_timeout = self._wait_timeout
         view = self._view
         if view is None or view[0] != self._subs_version or view[1] != block_timeout:
-            keys = list(self._subs)
+            keys = list(self._active)
             bulks = self._bulks
             body = b"".join([bulks[k] for k in keys])
             scan = self._drain_cmd(keys, 0, body)
@@ -1143,7 +1188,7 @@ class Relay:
         if not reply:
             return False
         deliver = self._deliver
-        subs = self._subs
+        subs = self._active
         for i in range(0, len(reply), 2):
             idx = int(reply[i]) - 1
             frames = reply[i + 1]

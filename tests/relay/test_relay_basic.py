@@ -364,3 +364,33 @@ def test_redis_is_a_release_the_relay_supports(redis_server: RedisServer) -> Non
     expected = os.environ.get("OASST_EXPECT_REDIS_SERVER")
     if expected:
         assert server.startswith(expected), f"tests ran on {server}, expected {expected}*"
+
+
+async def test_a_consumer_that_stops_reading_holds_a_bounded_number_of_frames(redis_url: str) -> None:
+    """The reader stops draining a queue whose stream holds ``stream_buffer`` frames not yet
+    taken: later frames wait in Redis (where the queue's maximum length bounds them, so the
+    publisher hears QueueFullError), and the stream resumes where it stopped once the consumer
+    reads again; nothing is lost or reordered."""
+    async with Relay(redis_url, stream_buffer=10, message_queue_max_length=40, read_interval=0) as relay:
+        client = aioredis.Redis.from_url(redis_url)
+        async with relay.subscribe("slow") as sub:
+            await asyncio.gather(*(relay.publish("slow", token(i)) for i in range(12)))
+            await asyncio.sleep(0.2)  # the reader drains those 12: over the buffer, it pauses
+            await asyncio.gather(*(relay.publish("slow", token(i)) for i in range(12, 52)))
+            await asyncio.sleep(0.2)
+            assert await client.llen("message:slow") == 40  # waiting in Redis, not here
+            with pytest.raises(QueueFullError):
+                await relay.publish("slow", token(52))  # bounded end to end
+            got = await sub.next_batch(1)
+            assert got == [token_frame(i) for i in range(12)]
+            for _ in range(100):  # taken: the reader reads the queue again
+                if await client.llen("message:slow") == 0:
+                    break
+                await asyncio.sleep(0.01)
+            rest: list[bytes] = []
+            while len(rest) < 40:
+                rest += await sub.next_batch(1)
+            assert rest == [token_frame(i) for i in range(12, 52)]
+        await client.aclose()
+    with pytest.raises(ValueError, match="stream_buffer"):
+        Relay(redis_url, stream_buffer=0)
