@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from benchmarks.server_path.server import GC_PAUSES, VARIANTS
+from benchmarks.server_path.server import GC_PAUSES, VARIANTS, freeze_start_up_heap
 
 
 async def serve(variant_name: str, redis_url: str, port: int = 0) -> None:
@@ -30,6 +30,7 @@ async def serve(variant_name: str, redis_url: str, port: int = 0) -> None:
 
     variant = VARIANTS[variant_name](redis_url)
     await variant.start()
+    freeze_start_up_heap()
 
     async def work(ws: WebSocket) -> None:
         await ws.accept()
