@@ -1005,14 +1005,7 @@ class Relay:
                 # alone. End every stream with the error.
                 self._hot.clear()
                 for sub in list(self._subs.values()):
-                    self._unregister(sub)
-                    sub._fail(
-                        RelayError(
-                            f"Redis answered the read with an error: {exc}",
-                            key=sub.key,
-                            operation="stream (EVALSHA LPOP)",
-                        )
-                    )
+                    self._end_stream(sub, f"Redis answered the read with an error: {exc}")
             except (*_NETWORK_ERRORS, RedisError):
                 # Redis went away (restart, reset): reconnect with backoff and resume the same
                 # keys; a pop is destructive, so nothing already delivered is read twice.
@@ -1205,16 +1198,13 @@ class Relay:
         """Redis refused to pop ``key`` (e.g. WRONGTYPE: it holds no list): end its stream."""
         message = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
         sub = self._subs.get(key) or self._closing.get(key)
-        if sub is None:
-            return
+        if sub is not None:
+            self._end_stream(sub, f"Redis answered the read of this queue with an error: {message}")
+
+    def _end_stream(self, sub: Subscription, message: str) -> None:
+        """Stop reading ``sub``'s queue and end its stream with a ``RelayError``."""
         self._unregister(sub)
-        sub._fail(
-            RelayError(
-                f"Redis answered the read of this queue with an error: {message}",
-                key=sub.key,
-                operation="stream (EVALSHA LPOP)",
-            )
-        )
+        sub._fail(RelayError(message, key=sub.key, operation="stream (EVALSHA LPOP)"))
 
     async def _load_drain(self, conn: Any) -> None:
         """Load DRAIN on a new reader connection, so its first round does not get NOSCRIPT
