@@ -75,28 +75,26 @@ class _Batch:
         for pub, n in publishers.items():
             pub._settled(n)
 
-    def withdraw(self, failed: set[Publisher]) -> None:
-        """Take the frames of ``failed`` publishers out of this (not yet sent) batch: a publisher
-        whose frame failed pushes nothing after it, so what reaches Redis is a prefix of what it
-        sent (no gap a reader could not see)."""
-        counts: dict[Publisher, int] = {}
+    def withdraw(self, publisher: Publisher) -> None:
+        """Take the frames of ``publisher`` out of this (not yet sent) batch: a publisher whose
+        frame failed pushes nothing after it, so what reaches Redis is a prefix of what it sent
+        to each queue (no gap a reader could not see)."""
+        withdrawn = 0
         for key in list(self.owners):
             owners = self.owners[key]
-            if not any(type(o) is Publisher and o in failed for o in owners):
+            keep = [i for i, o in enumerate(owners) if o is not publisher]
+            if len(keep) == len(owners):
                 continue
-            frames = self.frames[key]
-            keep = [i for i, o in enumerate(owners) if not (type(o) is Publisher and o in failed)]
-            for o in owners:
-                if type(o) is Publisher and o in failed:
-                    counts[o] = counts.get(o, 0) + 1
+            withdrawn += len(owners) - len(keep)
             if keep:
+                frames = self.frames[key]
                 self.frames[key] = [frames[i] for i in keep]
                 self.owners[key] = [owners[i] for i in keep]
             else:
                 del self.frames[key]
                 del self.owners[key]
-        for pub, n in counts.items():
-            pub._settled(n)
+        if withdrawn:
+            publisher._settled(withdrawn)
 
 
 def _queue_full(key: bytes, op: str, limit: int) -> QueueFullError:

@@ -617,7 +617,7 @@ class Relay:
         unsent, self._pending = self._pending, None
         if unsent is not None:  # published during close: never sent
             # (taken first: a publisher failing here withdraws from the pending batch, not this one)
-            self._fail_batch(unsent, RelayError("the relay was closed", key=None, operation="publish"))
+            unsent.fail(RelayError("the relay was closed", key=None, operation="publish"))
         for sub in list(self._subs.values()):
             sub._fail(RelayError("the relay was closed", key=sub.key, operation="stream"))
         self._subs.clear()
@@ -671,13 +671,13 @@ class Relay:
         if batch is None:
             batch = self._pending = _Batch()
             self._wake_flusher()
-        batch.add(f"message:{message_id}".encode(), data, owner)
+        batch.add(message_queue_key(message_id).encode(), data, owner)
 
     def _withdraw(self, publisher: Publisher) -> None:
         """A frame of ``publisher`` failed: its frames waiting for the next round trip stay out."""
         batch = self._pending
         if batch is not None:
-            batch.withdraw({publisher})
+            batch.withdraw(publisher)
 
     def _wake_flusher(self) -> None:
         if self._flusher is None:
@@ -707,14 +707,14 @@ class Relay:
                     key=None,
                     operation="publish",
                 )
-                self._fail_batch(batch, err)
+                batch.fail(err)
                 raise
             except Exception as exc:  # never leave a publisher waiting on a dead flusher
                 err = RelayPublishError(
                     f"unexpected failure in the flush: {exc!r}", key=None, operation="publish"
                 )
                 err.__cause__ = exc
-                self._fail_batch(batch, err)
+                batch.fail(err)
             finally:
                 self._flushing = False
 
@@ -739,11 +739,10 @@ class Relay:
                 self._pub, args, _scripts.PUBLISH, op=op, key=one_key, idempotent=False
             )
         except RelayError as exc:
-            self._fail_batch(batch, exc)
+            batch.fail(exc)
             return
         except Exception as exc:  # a script error: nothing can be trusted about this batch
-            self._fail_batch(
-                batch,
+            batch.fail(
                 RelayPublishError(
                     f"Redis answered the publish with an error: {exc}", key=one_key, operation=op
                 ),
@@ -751,9 +750,6 @@ class Relay:
             return
         accepted = dict(zip(keys, reply, strict=True)) if len(reply) == len(keys) else {}
         batch.settle(accepted, op, self.message_queue_max_length or 0)
-
-    def _fail_batch(self, batch: _Batch, exc: RelayError) -> None:
-        batch.fail(exc)
 
     async def _script(
         self,

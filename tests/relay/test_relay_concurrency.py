@@ -12,7 +12,9 @@ consumer must get exactly its sequence, in order, then the terminal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -28,6 +30,22 @@ from tests.support.redis_server import RedisServer
 pytestmark = pytest.mark.anyio
 
 _ids = itertools.count()
+
+
+def _message_ids(prefix: str, n: int) -> list[str]:
+    """``n`` message ids no earlier example used."""
+    run = next(_ids)
+    return [f"{prefix}{run}-{s}" for s in range(n)]
+
+
+@contextlib.asynccontextmanager
+async def _two_relays(url: str, read_interval: float) -> AsyncIterator[tuple[Relay, Relay]]:
+    """Two relays on one Redis, as two server processes would have."""
+    async with (
+        Relay(url, read_interval=read_interval) as relay,
+        Relay(url, read_interval=read_interval) as other,
+    ):
+        yield relay, other
 
 
 @st.composite
@@ -60,13 +78,8 @@ async def test_every_stream_gets_its_frames_once_in_order(
     redis_server: RedisServer, sc: dict[str, Any]
 ) -> None:
     lengths: list[int] = sc["lengths"]
-    run = next(_ids)
-    mids = [f"hyp{run}-{s}" for s in range(len(lengths))]
-    interval = sc["read_interval"]
-    async with (
-        Relay(redis_server.url, read_interval=interval) as relay,
-        Relay(redis_server.url, read_interval=interval) as other,
-    ):
+    mids = _message_ids("hyp", len(lengths))
+    async with _two_relays(redis_server.url, sc["read_interval"]) as (relay, other):
         results: dict[int, list[Any]] = {}
 
         async def consume(s: int) -> None:
@@ -147,13 +160,8 @@ async def test_a_stream_handed_over_mid_way_loses_and_reorders_nothing(
     redis_server: RedisServer, sc: dict[str, Any]
 ) -> None:
     lengths: list[int] = sc["lengths"]
-    run = next(_ids)
-    mids = [f"hand{run}-{s}" for s in range(len(lengths))]
-    interval = sc["read_interval"]
-    async with (
-        Relay(redis_server.url, read_interval=interval) as relay,
-        Relay(redis_server.url, read_interval=interval) as other,
-    ):
+    mids = _message_ids("hand", len(lengths))
+    async with _two_relays(redis_server.url, sc["read_interval"]) as (relay, other):
 
         async def produce() -> None:
             # every stream's frames through one publisher, in drawn chunks, then the terminals
