@@ -409,6 +409,16 @@ class Subscription:
 # ------------------------------------------------------------------------------------ relay
 
 
+class _GiveBacks:
+    """The give-backs (``LPUSH`` to the head of a queue) in flight for one key."""
+
+    __slots__ = ("in_flight", "landed")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.landed = asyncio.Event()  # set once none is in flight
+
+
 class Relay:
     """The inference server's token relay over Redis, with the reference server's keys.
 
@@ -521,7 +531,7 @@ class Relay:
         self._in_round = False  # the reader has a round trip in flight
         self._round_waiters: list[asyncio.Future[None]] = []  # woken when that round has ended
         self._closing: dict[bytes, Subscription] = {}  # closed, still taking an in-flight round's frames
-        self._returning: dict[bytes, list[Any]] = {}  # key -> [push-backs in flight, Event once none]
+        self._returning: dict[bytes, _GiveBacks] = {}  # keys with give-backs in flight
         self._reader_blocked: int | None = None  # subs version the reader's BLPOP was sent with
         self._reader_client_id: bytes | None = None
         self._reader_down_since: float | None = None
@@ -1042,7 +1052,7 @@ class Relay:
     async def _returned(self, key: bytes) -> None:
         """Wait until no give-back to ``key`` is in flight."""
         while (entry := self._returning.get(key)) is not None:
-            await entry[1].wait()
+            await entry.landed.wait()
 
     async def _hot_round(self, conn: Any) -> bool:
         """Drain the hot keys, the fresh ones and a slice of the ring; True if any frame."""
@@ -1237,16 +1247,15 @@ class Relay:
     def _returning_begin(self, key: bytes) -> None:
         entry = self._returning.get(key)
         if entry is None:
-            self._returning[key] = [1, asyncio.Event()]
-        else:
-            entry[0] += 1
+            entry = self._returning[key] = _GiveBacks()
+        entry.in_flight += 1
 
     def _returning_end(self, key: bytes) -> None:
         entry = self._returning[key]
-        entry[0] -= 1
-        if entry[0] == 0:
+        entry.in_flight -= 1
+        if entry.in_flight == 0:
             del self._returning[key]
-            entry[1].set()
+            entry.landed.set()
 
     async def _push_back(self, key: bytes, frames: list[bytes], *, begun: bool = False) -> None:
         """LPUSH frames back to the head of their list (reversed, so the order is kept). A new
