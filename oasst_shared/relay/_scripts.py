@@ -1,4 +1,5 @@
-"""The relay's server-side Lua scripts (Redis >= 6.2: ``LPOP key count``).
+"""The relay's server-side Lua scripts (Redis >= 6.2: ``LPOP key count``), and ``Script``, which
+runs one by its SHA and loads it when Redis does not know it.
 
 Each script does, in one command, what the reference server does with several; the keys and
 values it writes are the reference's own.
@@ -7,7 +8,15 @@ values it writes are the reference's own.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Final
+
+from redis.exceptions import NoScriptError
+
+from oasst_shared.relay._errors import RelayError
+from oasst_shared.relay._link import Arg, Link, Reply, bulk
+
+__all__ = ["DRAIN", "ENQUEUE", "PUBLISH", "Script", "sha1"]
 
 # KEYS: the message queues of one flush. ARGV: expire seconds (0: none), max length (0: none),
 # then for each key: its frame count n and its n frames. Pushes each key's frames in order
@@ -125,3 +134,37 @@ return ctr
 def sha1(script: str) -> str:
     """The SHA1 Redis names a script by (``EVALSHA``)."""
     return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
+class Script:
+    """One script: its source, its SHA, and its calls, which load it on ``NOSCRIPT`` (Redis
+    answers that without running anything, so the call is simply made again)."""
+
+    __slots__ = ("head", "sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = sha1(source)
+        self.head = bulk(b"EVALSHA") + bulk(self.sha.encode())
+        """``EVALSHA <sha>`` packed, for a caller that packs the rest of the command itself."""
+
+    def command(self) -> list[Arg]:
+        """A new argument list ``["EVALSHA", sha]``: append the key count, keys and arguments."""
+        return ["EVALSHA", self.sha]
+
+    async def run(
+        self,
+        link: Link,
+        args: list[Arg],
+        *,
+        op: str,
+        key: str | None,
+        idempotent: bool,
+        on_unknown: Callable[[BaseException], RelayError] | None = None,
+    ) -> Reply:
+        """``link.call(args)`` (``args`` from ``command``); on ``NOSCRIPT``, ``SCRIPT LOAD`` and again."""
+        try:
+            return await link.call(args, op=op, key=key, idempotent=idempotent, on_unknown=on_unknown)
+        except NoScriptError:
+            await link.call(["SCRIPT", "LOAD", self.source], op="SCRIPT LOAD", key=key, idempotent=True)
+            return await link.call(args, op=op, key=key, idempotent=idempotent, on_unknown=on_unknown)

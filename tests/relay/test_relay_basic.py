@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import pickle
 from datetime import datetime
 from http import HTTPStatus
@@ -23,6 +24,7 @@ from oasst_shared.relay import (
 )
 from oasst_shared.schemas import inference
 from tests.relay.helpers import final, token, token_frame
+from tests.relay.wire import HookedConnection, Hooks, hooked_client, with_blpop_timeout
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -198,9 +200,22 @@ async def test_many_streams_are_served_by_one_reader_connection(relay: Relay, re
     await client.aclose()
 
 
+async def _blpop_for_a_minute(sent: list[float], conn: HookedConnection, command: bytes) -> bytes:
+    """A send hook: the reader's BLPOP waits 60 s instead of its 1 s (so only CLIENT UNBLOCK can
+    make it see a new key); a poll's short timeout is left as it is. Records each timeout sent."""
+    if b"BLPOP" in command:
+        timeout = float(command.rstrip(b"\r\n").rpartition(b"\r\n")[2])
+        sent.append(timeout)
+        if timeout == 1.0:
+            return with_blpop_timeout(command, 60.0)
+    return command
+
+
 async def test_a_new_stream_wakes_the_blocked_reader(redis_url: str) -> None:
-    async with Relay(redis_url) as relay:
-        relay._block_timeout = 60.0  # so only CLIENT UNBLOCK can make the reader see a new key
+    hooks = Hooks()
+    timeouts: list[float] = []
+    hooks.before_send = functools.partial(_blpop_for_a_minute, timeouts)
+    async with Relay(hooked_client(redis_url, hooks)) as relay:
 
         async def consume(mid: str) -> list[inference.WorkerResponse]:
             return [m async for m in relay.stream(mid, timeout=30)]
@@ -213,6 +228,7 @@ async def test_a_new_stream_wakes_the_blocked_reader(redis_url: str) -> None:
         assert await asyncio.wait_for(second, timeout=20) == [final()]
         await relay.publish("a", final())
         assert await asyncio.wait_for(first, timeout=20) == [final()]
+        assert timeouts and set(timeouts) == {1.0}, "the reader blocked, and never polled"
 
 
 async def test_message_queue_max_length(redis_url: str) -> None:
@@ -294,13 +310,13 @@ async def test_closing_the_relay_gives_back_frames_drained_but_not_taken(redis_u
     await asyncio.gather(*(relay.publish("held", token(i)) for i in range(5)))
     sub = relay.subscribe("held")
     await sub.__aenter__()
+    client = aioredis.Redis.from_url(redis_url)
     for _ in range(200):  # wait until the reader has drained the queue into the subscription
         await asyncio.sleep(0.005)
-        if sub._frames:
+        if await client.llen("message:held") == 0:
             break
-    assert len(sub._frames) == 5
+    assert await client.llen("message:held") == 0
     await relay.aclose()
-    client = aioredis.Redis.from_url(redis_url)
     assert await client.lrange("message:held", 0, -1) == [token_frame(i) for i in range(5)]
     await client.aclose()
     with pytest.raises(RelayError, match="closed"):
@@ -314,8 +330,12 @@ async def test_without_the_client_command_the_reader_polls(redis_url: str) -> No
     await admin.execute_command("ACL", "SETUSER", "noclient", "on", ">pw", "~*", "+@all", "-client")
     try:
         url = urlparse(redis_url)
-        async with Relay(url._replace(netloc=f"noclient:pw@{url.hostname}:{url.port}").geturl()) as relay:
-            relay._block_timeout = 60.0  # would never wake without CLIENT UNBLOCK; polling does
+        hooks = Hooks()
+        timeouts: list[float] = []
+        # a blocking BLPOP would wait a minute: only polling (short timeouts) sees the new stream
+        hooks.before_send = functools.partial(_blpop_for_a_minute, timeouts)
+        noclient = url._replace(netloc=f"noclient:pw@{url.hostname}:{url.port}").geturl()
+        async with Relay(hooked_client(noclient, hooks)) as relay:
 
             async def consume(mid: str) -> list[inference.WorkerResponse]:
                 return [m async for m in relay.stream(mid, timeout=30)]
@@ -326,7 +346,7 @@ async def test_without_the_client_command_the_reader_polls(redis_url: str) -> No
             await asyncio.sleep(0.05)
             await relay.publish("pb", final())
             assert await asyncio.wait_for(second, timeout=20) == [final()]
-            assert relay._reader_client_id is None
+            assert timeouts and set(timeouts) == {0.05}, "without CLIENT, every BLPOP is a short poll"
             await relay.publish("pa", final())
             assert await asyncio.wait_for(first, timeout=20) == [final()]
     finally:

@@ -24,6 +24,7 @@ from oasst_shared import codec
 from oasst_shared.relay import Relay, RelayConnectionError, RelayError, RelayPublishError
 from oasst_shared.schemas import inference
 from tests.relay.helpers import final, token, token_frame
+from tests.relay.wire import HookedConnection, Hooks, hooked_client, is_drain
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -335,21 +336,20 @@ async def test_a_lost_drain_reply_loses_no_frame(redis_server: RedisServer) -> N
     reset on the way back, injected on the client side once Redis has answered): the frames that
     drain popped are delivered from the reader's backup after it reconnects, once, in order."""
     redis_server.flushall()
-    async with Relay(redis_server.url, read_interval=0) as relay:
-        plain = aioredis.Redis.from_url(redis_server.url)
-        real_read = relay._read_drain
-        lost: list[int] = []
+    plain = aioredis.Redis.from_url(redis_server.url)
+    hooks = Hooks()
+    armed = False
+    lost: list[int] = []
 
-        async def read_then_lose(conn: object, keys: list[bytes]) -> object:
-            if armed and not lost:
-                await asyncio.sleep(0.1)  # Redis has run the drain and sent its reply
-                lost.append(await plain.llen("message:lost"))
-                await conn.disconnect(nowait=True)  # type: ignore[attr-defined]
-                raise RedisConnectionError("connection reset (injected): the reply is lost")
-            return await real_read(conn, keys)  # type: ignore[arg-type]
+    async def lose_a_drain_reply(conn: HookedConnection) -> None:
+        if armed and not lost and is_drain(conn.last_sent):
+            await asyncio.sleep(0.1)  # Redis has run the drain and sent its reply
+            lost.append(await plain.llen("message:lost"))
+            await conn.disconnect(nowait=True)
+            raise RedisConnectionError("connection reset (injected): the reply is lost")
 
-        armed = False
-        relay._read_drain = read_then_lose  # type: ignore[method-assign]
+    hooks.before_read = lose_a_drain_reply
+    async with Relay(hooked_client(redis_server.url, hooks), read_interval=0) as relay:
         consumer = asyncio.create_task(_collect(relay, "lost"))
         await asyncio.sleep(0.1)  # the reader blocks in BLPOP on the stream's key
         armed = True
@@ -362,7 +362,7 @@ async def test_a_lost_drain_reply_loses_no_frame(redis_server: RedisServer) -> N
         await relay.publish("lost", final())
         got = await asyncio.wait_for(consumer, timeout=10)
         assert got == [*(token(i) for i in range(10)), final()]
-        await plain.aclose()
+    await plain.aclose()
 
 
 async def test_a_drain_that_never_ran_is_not_recovered_twice(redis_server: RedisServer) -> None:
@@ -370,23 +370,23 @@ async def test_a_drain_that_never_ran_is_not_recovered_twice(redis_server: Redis
     holds the previous round's frames, which were delivered; the reader recognises them by their
     round id and delivers nothing again."""
     redis_server.flushall()
-    async with Relay(redis_server.url, read_interval=0) as relay:
-        plain = aioredis.Redis.from_url(redis_server.url)
-        real_send = relay._send_drain
-        failed: list[int] = []
+    plain = aioredis.Redis.from_url(redis_server.url)
+    hooks = Hooks()
+    armed = False
+    failed: list[bytes] = []
 
-        async def fail_before_sending(conn: object, cmd: bytes, tail: bytes = b"") -> None:
-            # fail the first drain sent while the backup holds a delivered round's frames
-            if armed and not failed and await plain.llen(relay._backup_key) > 0:
-                relay._round_id += 1
-                relay._unacked_round = relay._round_id  # as if sent: its fate is unknown
-                failed.append(relay._round_id)
-                await conn.disconnect(nowait=True)  # type: ignore[attr-defined]
+    async def fail_before_sending(conn: HookedConnection, command: bytes) -> bytes:
+        # fail the first drain sent while the backup holds a delivered round's frames
+        if armed and not failed and is_drain(command):
+            backups = await plain.keys("relay:inflight:*")
+            if backups and await plain.llen(backups[0]) > 0:
+                failed.append(command)
+                await conn.disconnect(nowait=True)
                 raise RedisConnectionError("connection reset while sending (injected)")
-            await real_send(conn, cmd, tail)
+        return command
 
-        armed = False
-        relay._send_drain = fail_before_sending  # type: ignore[method-assign]
+    hooks.before_send = fail_before_sending
+    async with Relay(hooked_client(redis_server.url, hooks), read_interval=0) as relay:
         consumer = asyncio.create_task(_collect(relay, "twice"))
         await asyncio.sleep(0.1)  # the reader blocks in BLPOP
         armed = True
@@ -403,4 +403,4 @@ async def test_a_drain_that_never_ran_is_not_recovered_twice(redis_server: Redis
         await relay.publish("twice", final())
         got = await asyncio.wait_for(consumer, timeout=10)
         assert got == [*(token(i) for i in range(6)), final()]
-        await plain.aclose()
+    await plain.aclose()

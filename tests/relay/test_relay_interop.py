@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from oasst_shared import codec
-from oasst_shared.relay import QueueFullError, QueuePosition, Relay
+from oasst_shared.relay import QueueFullError, QueuePosition, Relay, RelayError
 from oasst_shared.schemas import inference
 from tests.relay.helpers import final, reference_token_json, token
 
@@ -195,3 +195,15 @@ async def test_the_reference_event_stream_code_parses_what_we_publish(
         packet = parse_raw_as(views.WorkerResponse, doc)
         seen.append((packet.response_type, getattr(packet, "text", None) or getattr(packet, "error", None)))
     assert seen == [("token", " t1"), ("token", " t2"), ("error", "boom")]
+
+
+async def test_a_counter_that_is_not_an_integer_is_a_relay_error_naming_it(
+    relay: Relay, plain: aioredis.Redis
+) -> None:
+    await relay.enqueue_work("h", "m1")
+    await plain.set("ctr_deq:work:h", "not a number")
+    with pytest.raises(RelayError) as caught:
+        await relay.queue_position("m1", "h")
+    assert caught.value.key == "ctr_deq:work:h"
+    assert caught.value.operation == "queue_position (MGET)"
+    assert "not a number" in str(caught.value)

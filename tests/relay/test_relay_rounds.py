@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from oasst_shared.relay import Relay, Subscription
-from oasst_shared.relay._relay import _COLD_SLICE
+from oasst_shared.relay._reader import COLD_SLICE as _COLD_SLICE
 from tests.relay.helpers import final, token, token_frame
 
 pytestmark = pytest.mark.anyio

@@ -1,4 +1,4 @@
-"""Measure the relay designs against each other (not a test): ``python -m tests.relay.measure_designs``.
+"""Measure the relay designs against each other (not a test): ``python -m benchmarks.relay_designs``.
 
 K concurrent streams x N tokens in one process, through a real redis-server (tests/support/redis_server.py);
 each stream's publisher awaits each publish (as a worker handler does), each consumer decodes every
@@ -10,7 +10,8 @@ tokens/s. Designs:
 * ``relay-pipelined``: the relay's group commit and single reader, but a flush is a pipeline of
   ``RPUSH`` + ``EXPIRE`` per queue and a drain is a pipeline of ``LPOP key count`` per key it
   drains (the same rounds as the relay: hot keys and a slice while frames pile up, else every
-  key with a ``BLPOP`` behind).
+  key with a ``BLPOP`` behind). Built from the relay's parts with the two seams they offer: the
+  group commit's ``send`` and the reader's ``wire``.
 * ``relay``: the relay as built: one ``EVALSHA`` per flush and one ``EVALSHA`` per drain.
 """
 
@@ -24,9 +25,13 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from oasst_shared import codec
-from oasst_shared.relay import Relay, message_queue_key
-from oasst_shared.relay._publish import _Batch
-from oasst_shared.relay._relay import _DRAIN_PER_KEY, _pack
+from oasst_shared.relay import Relay, RelayError, message_queue_key
+from oasst_shared.relay._commit import Batch, GroupCommit
+from oasst_shared.relay._drain import DRAIN_PER_KEY, DrainWire
+from oasst_shared.relay._giveback import GiveBacks
+from oasst_shared.relay._inbox import Inbox
+from oasst_shared.relay._link import Connector, Link, pack
+from oasst_shared.relay._reader import Reader
 from oasst_shared.schemas import inference
 from tests.support.redis_server import running_redis
 
@@ -42,56 +47,121 @@ FINAL = codec.worker_response.encode(
 )
 
 
-class PipelinedRelay(Relay):
-    """The relay with pipelines instead of scripts (the alternative measured)."""
+class PipelinedCommit(GroupCommit):
+    """A flush as a pipeline of ``RPUSH`` + ``EXPIRE`` per queue instead of one script call."""
 
-    async def _send_batch(self, batch: _Batch) -> None:
-        link = self._pub
+    def __init__(self, link: Link) -> None:
+        super().__init__(link, expire=60, max_length=0)
+        self._pipe_link = link
+
+    async def send(self, batch: Batch) -> None:
+        link = self._pipe_link
         conn = await link.connected(op="publish", key=None, deadline=time.monotonic() + 5)
         cmds: list[tuple[Any, ...]] = []
         for key, frames in batch.frames.items():
             cmds.append(("RPUSH", key, *frames))
-            cmds.append(("EXPIRE", key, self.message_queue_expire))
+            cmds.append(("EXPIRE", key, 60))
         async with link.lock:
-            await conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
+            await conn.send_packed_command(b"".join(pack(c) for c in cmds), check_health=False)
             for _ in cmds:
                 await conn.read_response(disable_decoding=True)
         batch.settle({key: len(frames) for key, frames in batch.frames.items()}, "publish", 0)
 
-    def _drain_cmd(self, keys: list[bytes], nhot: int, body: bytes | None = None) -> bytes:
-        return b"".join(_pack(("LPOP", k, _DRAIN_PER_KEY)) for k in keys)
 
-    async def _send_drain(self, conn: Any, cmd: bytes, tail: bytes = b"") -> None:
-        await conn.send_packed_command(cmd + tail, check_health=False)  # no round id: no backup
+class PipelinedWire(DrainWire):
+    """A drain as a pipeline of ``LPOP key count`` per key instead of one script call (no backup)."""
 
-    async def _read_drain(self, conn: Any, keys: list[bytes]) -> Any:
+    def command(self, keys: list[bytes], body: bytes, nhot: int) -> bytes:
+        self._keys = keys
+        return b"".join(pack(("LPOP", k, DRAIN_PER_KEY)) for k in keys)
+
+    async def send(self, conn: Any, cmd: bytes, tail: bytes = b"") -> None:
+        self._sent = self._keys
+        await conn.send_packed_command(cmd + tail, check_health=False)
+
+    async def read(self, conn: Any) -> list[Any] | None:
         out: list[Any] = []
-        for i in range(len(keys)):
+        for i in range(len(self._sent)):
             frames = await conn.read_response(disable_decoding=True)
             if frames:
                 out += [i + 1, frames]
         return out
 
 
-async def run_relay(url: str, cls: type[Relay], k: int, n: int) -> int:
+class PipelinedRelay:
+    """The relay's parts with the pipelined commit and wire: publish, and a stream's frame count."""
+
+    def __init__(self, url: str) -> None:
+        self._connector = Connector(url, connect_timeout=5, command_timeout=10, retry_timeout=10)
+        control = Link(self._connector, "control", blocking=False)
+        reader_link = Link(self._connector, "reader", blocking=True)
+        self._links = [Link(self._connector, "publish", blocking=False), control, reader_link]
+        self._commit = PipelinedCommit(self._links[0])
+        self._reader = Reader(
+            reader_link,
+            control,
+            GiveBacks(control),
+            read_interval=0.001,
+            stream_buffer=4096,
+            backup_expire=60,
+            wire=PipelinedWire(60),
+        )
+
+    async def publish(self, message_id: str, frame: bytes) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._commit.enqueue(message_id, frame, fut)
+        await fut
+
+    async def count(self, message_id: str) -> int:
+        """Decode every frame of the stream until its terminal one; how many there were."""
+        inbox = Inbox(message_queue_key(message_id))
+        self._reader.open(inbox)
+        decode, count = codec.worker_response.decode, 0
+        try:
+            while True:
+                if not inbox.frames:
+                    inbox.waiter = asyncio.get_running_loop().create_future()
+                    await asyncio.wait_for(inbox.waiter, 10)
+                for frame in inbox.take():
+                    count += 1
+                    if decode(frame).response_type == "generated_text":
+                        return count
+        finally:
+            self._reader.close(inbox)
+
+    async def aclose(self) -> None:
+        await self._commit.wait_idle()
+        await self._reader.stop()
+        self._connector.closed = True
+        await self._commit.close(RelayError("closed", key=None, operation="publish"))
+        for link in self._links:
+            await link.close()
+
+
+async def run_relay(url: str, pipelined: bool, k: int, n: int) -> int:
     frames = [token_frame(i) for i in range(n)]
-    async with cls(url) as relay:
+    relay: Relay | PipelinedRelay = PipelinedRelay(url) if pipelined else Relay(url)
 
-        async def consume(mid: str) -> int:
-            count = 0
-            async for _item in relay.stream(mid, timeout=10):
-                count += 1
-            return count
+    async def consume(mid: str) -> int:
+        if isinstance(relay, PipelinedRelay):
+            return await relay.count(mid)
+        count = 0
+        async for _item in relay.stream(mid, timeout=10):
+            count += 1
+        return count
 
-        async def produce(mid: str) -> None:
-            for f in frames:
-                await relay.publish(mid, f)
-            await relay.publish(mid, FINAL)
+    async def produce(mid: str) -> None:
+        for f in frames:
+            await relay.publish(mid, f)
+        await relay.publish(mid, FINAL)
 
+    try:
         consumers = [asyncio.create_task(consume(f"m{j}")) for j in range(k)]
         await asyncio.sleep(0.05)
         await asyncio.gather(*(produce(f"m{j}") for j in range(k)))
         counts = await asyncio.gather(*consumers)
+    finally:
+        await relay.aclose()
     return sum(counts)
 
 
@@ -130,7 +200,7 @@ def measure(name: str, url: str, k: int, n: int) -> dict[str, float]:
     async def go() -> int:
         if name == "per-message":
             return await run_per_message(url, k, n)
-        return await run_relay(url, PipelinedRelay if name == "relay-pipelined" else Relay, k, n)
+        return await run_relay(url, name == "relay-pipelined", k, n)
 
     c0, t0 = time.process_time(), time.perf_counter()
     total = asyncio.run(go())

@@ -1,0 +1,323 @@
+"""Group commit: every frame published in one event-loop iteration, to any queues, goes to Redis
+in one round trip (one ``EVALSHA`` of the PUBLISH script), and frames published while that round
+trip is in flight form the next one. One round trip at a time keeps each queue's frames in order.
+
+* ``Batch``: the frames of one round trip, by key, each with its owner, settled once when the
+  round trip ends. An owner is the future a ``publish`` call awaits, or a ``Tally``.
+* ``Tally``: a producer's frames counted instead of a future each (what a ``Publisher`` holds):
+  how many are in flight, the first failure, and the waits for either.
+* ``GroupCommit``: the pending batch and the flusher task that sends one batch at a time.
+
+Nothing here knows the ``Relay``: it is handed a ``GroupCommit``, and the batches settle their
+own owners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import typing
+from typing import Final, Union
+
+from oasst_shared import codec
+from oasst_shared.relay._errors import QueueFullError, RelayConnectionError, RelayError, RelayPublishError
+from oasst_shared.relay._keys import check_id, message_queue_key
+from oasst_shared.relay._link import Link
+from oasst_shared.relay._scripts import PUBLISH, Script
+from oasst_shared.schemas import inference
+
+__all__ = ["PUBLISH_OP", "Batch", "Frame", "GroupCommit", "Owner", "Tally"]
+
+Frame = Union[bytes, bytearray, memoryview]
+"""A frame as given to a publish: JSON bytes, forwarded unchanged."""
+
+PUBLISH_OP: Final = "publish (EVALSHA RPUSH+EXPIRE)"
+
+_RESPONSE_TYPES: Final = typing.get_args(inference.WorkerResponse)
+
+
+class Tally:
+    """The frames of one producer in flight, counted: a batch settles them by number, and the
+    producer's first failure withdraws its frames still waiting for a round trip, so that what
+    reaches Redis is a prefix of what it sent to each queue (no gap a reader could not see)."""
+
+    __slots__ = ("commit", "error", "in_flight", "waiters")
+
+    def __init__(self, commit: GroupCommit) -> None:
+        self.commit = commit
+        self.in_flight = 0
+        self.error: RelayError | None = None
+        self.waiters: list[tuple[asyncio.Future[None], int]] = []
+
+    def failed(self, err: RelayError) -> None:
+        if self.error is None:
+            self.error = err
+            self.commit.withdraw(self)
+
+    def settled(self, n: int) -> None:
+        self.in_flight -= n
+        for fut, threshold in self.waiters:
+            if (self.error is not None or self.in_flight <= threshold) and not fut.done():
+                fut.set_result(None)
+
+    async def wait(self, threshold: int) -> None:
+        """Raise the first failure, if any; else wait while more than ``threshold`` are in flight."""
+        while True:
+            if self.error is not None:
+                raise self.error
+            if self.in_flight <= threshold:
+                return
+            entry = (asyncio.get_running_loop().create_future(), threshold)
+            self.waiters.append(entry)
+            try:
+                await entry[0]
+            finally:
+                self.waiters.remove(entry)
+
+
+Owner = Union["asyncio.Future[None]", Tally]
+
+
+class Batch:
+    """The frames of one flush, by key, each with its owner (in the same order)."""
+
+    __slots__ = ("frames", "owners")
+
+    def __init__(self) -> None:
+        self.frames: dict[bytes, list[bytes]] = {}
+        self.owners: dict[bytes, list[Owner]] = {}
+
+    def add(self, key: bytes, data: bytes, owner: Owner) -> None:
+        frames = self.frames.get(key)
+        if frames is None:
+            frames = self.frames[key] = []
+            self.owners[key] = []
+        frames.append(data)
+        self.owners[key].append(owner)
+
+    def settle(self, accepted: dict[bytes, int], op: str, limit: int) -> None:
+        """The round trip succeeded: each key's first ``accepted[key]`` frames were pushed, the
+        rest did not fit under the queue's maximum length."""
+        tallies: dict[Tally, int] = {}
+        for key, owners in self.owners.items():
+            took = accepted.get(key, 0)
+            for i, owner in enumerate(owners):
+                if isinstance(owner, Tally):
+                    tallies[owner] = tallies.get(owner, 0) + 1
+                    if i >= took:
+                        owner.failed(_queue_full(key, op, limit))
+                elif not owner.done():
+                    if i < took:
+                        owner.set_result(None)
+                    else:
+                        owner.set_exception(_queue_full(key, op, limit))
+        for tally, n in tallies.items():
+            tally.settled(n)
+
+    def fail(self, exc: RelayError) -> None:
+        """The round trip failed (or never happened): every owner gets ``exc``, re-addressed to
+        its frame's key."""
+        tallies: dict[Tally, int] = {}
+        for key, owners in self.owners.items():
+            err = _for_key(exc, key.decode(), len(owners))
+            for owner in owners:
+                if isinstance(owner, Tally):
+                    tallies[owner] = tallies.get(owner, 0) + 1
+                    owner.failed(err)
+                elif not owner.done():
+                    owner.set_exception(err)
+        for tally, n in tallies.items():
+            tally.settled(n)
+
+    def withdraw(self, tally: Tally) -> None:
+        """Take the frames of ``tally`` out of this (not yet sent) batch."""
+        withdrawn = 0
+        for key in list(self.owners):
+            owners = self.owners[key]
+            keep = [i for i, o in enumerate(owners) if o is not tally]
+            if len(keep) == len(owners):
+                continue
+            withdrawn += len(owners) - len(keep)
+            if keep:
+                frames = self.frames[key]
+                self.frames[key] = [frames[i] for i in keep]
+                self.owners[key] = [owners[i] for i in keep]
+            else:
+                del self.frames[key]
+                del self.owners[key]
+        if withdrawn:
+            tally.settled(withdrawn)
+
+
+def _queue_full(key: bytes, op: str, limit: int) -> QueueFullError:
+    return QueueFullError(
+        f"message queue is full ({limit} frames): frame not pushed",
+        key=key.decode(),
+        operation=op,
+        max_size=limit,
+    )
+
+
+def _for_key(exc: RelayError, key: str, frames: int) -> RelayError:
+    """``exc`` (about a whole round trip) as the error of one key's frames."""
+    err: RelayError
+    if isinstance(exc, RelayPublishError):
+        err = RelayPublishError(exc.detail, key=key, operation=exc.operation, frames=frames)
+    elif isinstance(exc, RelayConnectionError):
+        err = RelayConnectionError(exc.detail, key=key, operation=exc.operation)
+    else:
+        err = RelayError(exc.detail, key=key, operation=exc.operation)
+    err.__cause__ = exc.__cause__
+    return err
+
+
+class GroupCommit:
+    """The pending batch and the flusher: one task that sends one batch at a time on ``link``.
+
+    ``expire`` is each queue's expiry after a push (seconds), ``max_length`` the most frames a
+    queue holds (0: no limit).
+    """
+
+    def __init__(self, link: Link, *, expire: int, max_length: int) -> None:
+        self._link = link
+        self._script = Script(PUBLISH)
+        self._expire = expire
+        self._max_length = max_length
+        self._pending: Batch | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._flushing = False
+        self._idle: asyncio.Event | None = None  # set whenever nothing is pending or in flight
+        self.accepting = True
+        """False once the relay is closing: ``enqueue`` refuses from then on."""
+        self._encode = codec.worker_response.encode
+
+    def enqueue(self, message_id: str, frame: Frame | inference.WorkerResponse, owner: Owner) -> None:
+        """Add one frame to the batch of the next round trip."""
+        if not isinstance(message_id, str) or not message_id:
+            check_id("message_id", message_id)
+        if isinstance(frame, bytes):
+            data = frame
+        elif isinstance(frame, (bytearray, memoryview)):
+            data = bytes(frame)
+        elif isinstance(frame, _RESPONSE_TYPES):
+            data = self._encode(frame)
+        else:
+            raise TypeError(f"frame must be bytes or a WorkerResponse struct, got {type(frame).__name__}")
+        if not self.accepting:
+            raise RelayError("the relay is closed", key=message_queue_key(message_id), operation="publish")
+        batch = self._pending
+        if batch is None:
+            batch = self._pending = Batch()
+            self._wake_flusher()
+        batch.add(message_queue_key(message_id).encode(), data, owner)
+
+    def withdraw(self, tally: Tally) -> None:
+        """A frame of ``tally`` failed: its frames waiting for the next round trip stay out."""
+        batch = self._pending
+        if batch is not None:
+            batch.withdraw(tally)
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is pending and no round trip is in flight."""
+        while self._flusher is not None and (self._pending is not None or self._flushing):
+            if self._idle is None:
+                self._idle = asyncio.Event()
+            self._idle.clear()
+            await self._idle.wait()
+
+    async def close(self, err: RelayError) -> None:
+        """Stop the flusher; frames published since it last ran fail with ``err``."""
+        self.accepting = False
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(BaseException):  # its outcome went to the batch's owners
+                await self._flusher
+        unsent, self._pending = self._pending, None
+        if unsent is not None:
+            # (taken first: a publisher failing here withdraws from the pending batch, not this one)
+            unsent.fail(err)
+
+    def _wake_flusher(self) -> None:
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+            return
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = self._pending
+            if batch is None:
+                if self._idle is not None:
+                    self._idle.set()
+                self._wake = loop.create_future()
+                await self._wake
+                continue
+            self._pending = None
+            if not batch.frames:  # every frame in it was withdrawn
+                continue
+            self._flushing = True
+            try:
+                await self.send(batch)
+            except asyncio.CancelledError:
+                batch.fail(
+                    RelayPublishError(
+                        "the flush was cancelled during its round trip: it may have been applied",
+                        key=None,
+                        operation="publish",
+                    )
+                )
+                raise
+            except Exception as exc:  # never leave a publisher waiting on a dead flusher
+                err = RelayPublishError(
+                    f"unexpected failure in the flush: {exc!r}", key=None, operation="publish"
+                )
+                err.__cause__ = exc
+                batch.fail(err)
+            finally:
+                self._flushing = False
+
+    async def send(self, batch: Batch) -> None:
+        """One round trip for ``batch``; settles (or fails) every owner of its frames."""
+        keys = list(batch.frames)
+        args = self._script.command()
+        args += [len(keys), *keys, self._expire, self._max_length]
+        for k in keys:
+            frames = batch.frames[k]
+            args.append(len(frames))
+            args.extend(frames)
+        one_key = keys[0].decode() if len(keys) == 1 else None
+        try:
+            reply = await self._script.run(self._link, args, op=PUBLISH_OP, key=one_key, idempotent=False)
+        except RelayError as exc:
+            batch.fail(exc)
+            return
+        except Exception as exc:  # a script error: nothing can be trusted about this batch
+            batch.fail(
+                RelayPublishError(
+                    f"Redis answered the publish with an error: {exc}", key=one_key, operation=PUBLISH_OP
+                ),
+            )
+            return
+        if (
+            not isinstance(reply, list)
+            or len(reply) != len(keys)
+            or not all(isinstance(n, int) for n in reply)
+        ):
+            batch.fail(
+                RelayPublishError(
+                    f"Redis answered the publish with {reply!r:.80}, not a count per queue: it may "
+                    "have been applied; not resent",
+                    key=one_key,
+                    operation=PUBLISH_OP,
+                )
+            )
+            return
+        batch.settle(
+            {k: n for k, n in zip(keys, reply, strict=True) if isinstance(n, int)},
+            PUBLISH_OP,
+            self._max_length,
+        )

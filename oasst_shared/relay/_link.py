@@ -1,0 +1,310 @@
+"""The relay's connections: one backoff policy, the settings every connection is made with, and
+``Link``, one redis-py connection with the relay's retry rules.
+
+Every relay connection is its own (never from a pool shared with the caller) and has redis-py's
+own retries off, so that nothing the relay writes is ever resent behind its back. What is
+retried, and how, is decided here once:
+
+* connecting, and sending a command, fail before Redis got anything: retried with backoff until
+  the caller's deadline, then ``RelayConnectionError``;
+* a ``LOADING`` reply (Redis restarting) means the command did not run: retried the same way;
+* a failure after the command was sent leaves its fate unknown: resent only when the caller says
+  the command is idempotent, else ``RelayPublishError`` (or the caller's own error).
+
+Commands are packed to RESP here (``pack``), in one pass: redis-py's packer costs several times
+more per argument, which matters for a flush carrying thousands of frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final, Union
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, BusyLoadingError, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from oasst_shared.relay._errors import RelayConnectionError, RelayError, RelayPublishError
+
+__all__ = [
+    "BACKOFF",
+    "NETWORK_ERRORS",
+    "Arg",
+    "Attempts",
+    "Backoff",
+    "Connector",
+    "Link",
+    "Reply",
+    "bulk",
+    "pack",
+    "reply_int",
+    "reply_list",
+]
+
+NETWORK_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+"""What a lost, refused or timed-out connection raises."""
+
+Arg = Union[bytes, str, int, float]
+"""One argument of a Redis command."""
+
+Reply = Union[bytes, int, None, list["Reply"]]
+"""A RESP2 reply as redis-py's parser returns it undecoded (an error reply is raised instead)."""
+
+
+def pack(args: Sequence[Arg]) -> bytes:
+    """One command in RESP, built in one pass."""
+    parts = [b"*%d\r\n" % len(args)]
+    append = parts.append
+    for a in args:
+        if isinstance(a, bytes):
+            b = a
+        elif isinstance(a, str):
+            b = a.encode()
+        elif isinstance(a, (int, float)) and not isinstance(a, bool):
+            b = repr(a).encode()
+        else:
+            raise TypeError(f"cannot send {type(a).__name__} to Redis")
+        append(b"$%d\r\n" % len(b))
+        append(b)
+        append(b"\r\n")
+    return b"".join(parts)
+
+
+def bulk(b: bytes) -> bytes:
+    """One RESP bulk string."""
+    return b"$%d\r\n%s\r\n" % (len(b), b)
+
+
+def reply_int(reply: Reply, *, op: str, key: str | None) -> int:
+    """An integer reply, or a bulk string holding one (a counter read back); else ``RelayError``
+    naming what Redis answered instead."""
+    if isinstance(reply, int):
+        return reply
+    if isinstance(reply, bytes):
+        with contextlib.suppress(ValueError):
+            return int(reply)
+    raise RelayError(f"Redis answered {reply!r:.80} where an integer was expected", key=key, operation=op)
+
+
+def reply_list(reply: Reply, size: int, *, op: str, key: str | None) -> list[Reply]:
+    """An array reply of ``size`` elements; else ``RelayError`` naming what Redis answered instead."""
+    if isinstance(reply, list) and len(reply) == size:
+        return reply
+    raise RelayError(f"Redis answered {reply!r:.80} where {size} values were expected", key=key, operation=op)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff: the first pause, doubled after each try, capped."""
+
+    first: float = 0.01
+    cap: float = 0.5
+
+    def until(self, deadline: float) -> Attempts:
+        """The pauses of one operation that must give up at ``deadline`` (``time.monotonic``)."""
+        return Attempts(self, deadline)
+
+
+BACKOFF: Final = Backoff()
+"""The policy every relay connection and the reader's reconnects use."""
+
+
+class Attempts:
+    """The retries of one operation under a ``Backoff``, bounded by a deadline."""
+
+    __slots__ = ("deadline", "delay", "policy")
+
+    def __init__(self, policy: Backoff, deadline: float) -> None:
+        self.policy = policy
+        self.deadline = deadline
+        self.delay = policy.first
+
+    def fits(self) -> bool:
+        """Whether one more try, after the next pause, starts before the deadline."""
+        return time.monotonic() + self.delay <= self.deadline
+
+    async def pause(self) -> None:
+        """Sleep the next pause; the one after is twice as long (capped)."""
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.policy.cap)
+
+    async def again(self, exc: BaseException, message: str, *, key: str | None, op: str) -> None:
+        """Pause before the next try, or raise ``RelayConnectionError(message)`` from ``exc`` when
+        that try would start past the deadline."""
+        if not self.fits():
+            raise RelayConnectionError(message, key=key, operation=op) from exc
+        await self.pause()
+
+
+class Connector:
+    """How the relay makes its connections (the settings of the caller's client or URL, with
+    redis-py's retries off and replies left undecoded), and whether the relay is still open."""
+
+    def __init__(
+        self,
+        redis_or_url: aioredis.Redis | str,
+        *,
+        connect_timeout: float,
+        command_timeout: float,
+        retry_timeout: float,
+    ) -> None:
+        pool: aioredis.ConnectionPool
+        if isinstance(redis_or_url, str):
+            pool = aioredis.ConnectionPool.from_url(redis_or_url)
+        elif isinstance(redis_or_url, aioredis.Redis):
+            pool = redis_or_url.connection_pool
+        else:
+            raise TypeError(
+                f"Relay needs a redis.asyncio.Redis client or a URL, got {type(redis_or_url).__name__}"
+            )
+        self.connection_class: type[AbstractConnection] = pool.connection_class
+        kwargs = {
+            k: v
+            for k, v in pool.connection_kwargs.items()
+            if not k.startswith(("maint_notifications", "oss_cluster"))
+        }
+        kwargs.update(
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=False,
+            protocol=2,
+            socket_connect_timeout=connect_timeout,
+        )
+        self.kwargs = kwargs
+        self.command_timeout = command_timeout
+        """Longest wait for a non-blocking command's reply."""
+        self.retry_timeout = retry_timeout
+        """How long a command whose connection was refused or reset before sending is retried."""
+        self.closed = False
+        """Set by the relay's ``aclose``: no connection is made or reused from then on."""
+
+    def check_open(self, op: str, key: str | None) -> None:
+        if self.closed:
+            raise RelayError("the relay is closed", key=key, operation=op)
+
+    def new_connection(self, *, blocking: bool) -> AbstractConnection:
+        """A new, unconnected connection; a blocking one has no reply timeout (``BLPOP``)."""
+        kwargs = dict(self.kwargs)
+        kwargs["socket_timeout"] = None if blocking else self.command_timeout
+        return self.connection_class(**kwargs)
+
+
+class Link:
+    """One connection the relay owns, made on demand, with the retry rules of this module.
+
+    ``generation`` counts the connections made: a caller that sets up per-connection state
+    (the reader's client id, its script) compares it to know when to do that again.
+    """
+
+    def __init__(self, connector: Connector, name: str, *, blocking: bool) -> None:
+        self.connector = connector
+        self.name = name
+        self._blocking = blocking
+        self.conn: AbstractConnection | None = None
+        self.generation = 0
+        self.lock = asyncio.Lock()  # one command in flight at a time (``call``)
+
+    async def connected(self, *, op: str, key: str | None, deadline: float) -> AbstractConnection:
+        """A connected, clean connection; connects (with backoff until ``deadline``) if needed."""
+        attempts = BACKOFF.until(deadline)
+        while True:
+            self.connector.check_open(op, key)
+            conn = self.conn
+            if conn is not None and conn.is_connected:
+                # can_read() is redis-py >= 8; before, the same check was can_read_destructive()
+                check = getattr(conn, "can_read", None) or conn.can_read_destructive
+                try:
+                    dirty = await check()
+                except (RedisError, OSError):
+                    dirty = True
+                if not dirty:
+                    return conn
+                # the server closed it (restart) or left bytes on it: never reuse such a link
+                await conn.disconnect(nowait=True)
+            if conn is None:
+                conn = self.conn = self.connector.new_connection(blocking=self._blocking)
+            try:
+                await conn.connect()  # type: ignore[no-untyped-call]
+            except AuthenticationError as exc:
+                raise RelayConnectionError(
+                    f"Redis refused the credentials: {exc}", key=key, operation=op
+                ) from exc
+            except NETWORK_ERRORS as exc:
+                await conn.disconnect(nowait=True)
+                await attempts.again(exc, f"cannot connect to Redis ({exc})", key=key, op=op)
+                continue
+            except RedisError as exc:  # the handshake was refused (e.g. no such database)
+                await conn.disconnect(nowait=True)
+                raise RelayConnectionError(
+                    f"Redis refused the connection: {exc}", key=key, operation=op
+                ) from exc
+            self.generation += 1
+            return conn
+
+    async def call(
+        self,
+        args: Sequence[Arg],
+        *,
+        op: str,
+        key: str | None,
+        idempotent: bool,
+        deadline: float | None = None,
+        on_unknown: Callable[[BaseException], RelayError] | None = None,
+    ) -> Reply:
+        """One command, one round trip. Returns the raw reply (bytes, ints, lists; not decoded).
+
+        Raises ``ResponseError`` as Redis answered it. A failure to connect or to send is retried
+        with backoff until ``deadline`` (default: the connector's ``retry_timeout`` from now). A
+        failure after the command was sent is retried only when ``idempotent``; otherwise it
+        raises ``on_unknown(exc)`` (default: ``RelayPublishError``, maybe applied).
+        """
+        if deadline is None:
+            deadline = time.monotonic() + self.connector.retry_timeout
+        attempts = BACKOFF.until(deadline)
+        async with self.lock:
+            while True:
+                conn = await self.connected(op=op, key=key, deadline=deadline)
+                try:
+                    await conn.send_packed_command(pack(args), check_health=False)
+                except NETWORK_ERRORS as exc:
+                    await conn.disconnect(nowait=True)
+                    await attempts.again(exc, f"cannot send to Redis ({exc})", key=key, op=op)
+                    continue
+                try:
+                    reply: Reply = await conn.read_response(disable_decoding=True)
+                    return reply
+                except BusyLoadingError as exc:
+                    message = f"Redis is loading its data ({exc})"
+                    await attempts.again(exc, message, key=key, op=op)
+                    continue
+                except ResponseError:
+                    raise
+                except (*NETWORK_ERRORS, asyncio.CancelledError) as exc:
+                    # the reply is lost; the connection must not be reused (it may still carry it)
+                    await conn.disconnect(nowait=True)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    if idempotent and attempts.fits():
+                        await attempts.pause()
+                        continue
+                    if on_unknown is not None:
+                        raise on_unknown(exc) from exc
+                    raise RelayPublishError(
+                        f"the round trip failed after the command was sent ({exc}): it may have been "
+                        "applied; not resent",
+                        key=key,
+                        operation=op,
+                    ) from exc
+
+    async def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)

@@ -1,0 +1,460 @@
+"""The reader: one task per relay that drains every local stream's queue, one round trip per round.
+
+Each round is one round trip on the reader's connection, of one of three kinds:
+
+* a **hot round**, while some keys are hot (they gave more than one frame when last drained:
+  frames pile up between rounds): one ``EVALSHA`` of DRAIN popping the hot keys, the streams
+  opened since the last round, and the next ``COLD_SLICE`` keys of a ring of every key (scanned,
+  popped only if non-empty). Its size follows the hot keys, not the open streams.
+* a **scan round**, when no key is hot but the last round found frames: DRAIN scanning every
+  key (the command packed once per change of the stream set).
+* a **wait round**, when the last round found nothing: the same scan pipelined with a ``BLPOP``
+  on every key, which returns at once if a frame arrived since, else waits for one. A new stream
+  wakes it (``CLIENT UNBLOCK``); without the ``CLIENT`` command it polls every 50 ms instead.
+
+While frames flow, a round starts at most once per ``read_interval`` (a scan round, at most once
+per ``SCAN_PACE`` per open stream too): the round trips, and the scans of idle keys, are shared
+by the frames of that interval, and the reader blocks only when a round finds nothing. A
+``BLPOP`` on many keys costs Redis far more than a scan of them (it registers the client on every
+key, then unregisters it), so at a steady low load the reader scans once per interval and never
+blocks.
+
+No key starves: a key that is not hot is scanned by every scan and wait round and, during a run
+of hot rounds, within ``ceil(streams / COLD_SLICE)`` of them (the ring moves every key it scans to
+its end). Each key is popped by this one reader only: its frames arrive once, in order.
+
+**Backup.** Each drain also keeps what it popped in the reader's own list (``_drain``): if a
+drain's reply is lost, the reader reads it back after reconnecting and delivers it, once.
+
+**Delivery.** Frames go to the stream's ``Inbox``. A stream whose consumer falls
+``stream_buffer`` frames behind is left out of the rounds (paused) until it catches up: its
+frames wait in Redis, not in this process. Frames popped for a stream that has ended meanwhile
+are given back to the head of their queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Coroutine
+from typing import Any, Final, NamedTuple
+
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from oasst_shared.relay._drain import DrainWire
+from oasst_shared.relay._errors import RelayConnectionError, RelayError
+from oasst_shared.relay._giveback import GiveBacks
+from oasst_shared.relay._inbox import Inbox
+from oasst_shared.relay._link import BACKOFF, NETWORK_ERRORS, Link, bulk
+
+__all__ = ["COLD_SLICE", "SCAN_PACE", "Reader"]
+
+COLD_SLICE: Final = 64
+"""Keys that are not hot scanned per hot round."""
+SCAN_PACE: Final = 1e-6
+"""Seconds between scan rounds per open stream, at least: a scan costs Redis about 0.1 us per
+key (it parses every name), so scanning 10,000 streams is paced to one round per 10 ms."""
+READ_OP: Final = "stream (EVALSHA LPOP)"
+
+
+class _ScanView(NamedTuple):
+    """The packed commands of a round over every open stream, valid for one stream set."""
+
+    version: int  # of the stream set
+    block_timeout: float  # the BLPOP timeout packed in ``wait``
+    keys: list[bytes]
+    scan: bytes  # the drain of every key (``DrainWire.command``)
+    wait: bytes  # BLPOP on every key, pipelined behind ``scan`` by a wait round
+
+
+class Reader:
+    """The one reader of a relay (see the module docstring). ``link`` is its blocking
+    connection; ``control`` carries ``CLIENT UNBLOCK`` and the backup's deletion; ``wire`` sends
+    and reads its drains (``DrainWire`` by default: the seam for another way of draining)."""
+
+    def __init__(
+        self,
+        link: Link,
+        control: Link,
+        givebacks: GiveBacks,
+        *,
+        read_interval: float,
+        stream_buffer: int,
+        backup_expire: int,
+        block_timeout: float = 1.0,
+        wire: DrainWire | None = None,
+    ) -> None:
+        self._link = link
+        self._control = control
+        self.givebacks = givebacks
+        self.read_interval = read_interval
+        self.stream_buffer = stream_buffer
+        self._block_timeout = block_timeout  # a new stream wakes the BLPOP sooner (CLIENT UNBLOCK)
+        self._wait_timeout = block_timeout  # the one in use (or 0.05 to poll without CLIENT)
+        self._inboxes: dict[bytes, Inbox] = {}
+        self._closing: dict[bytes, Inbox] = {}  # closed, still taking an in-flight round's frames
+        self._active: dict[bytes, None] = {}  # the keys the rounds read (not paused)
+        self._bulks: dict[bytes, bytes] = {}  # each stream's key as a RESP bulk string
+        self._ring: dict[bytes, None] = {}  # every key, in the order hot rounds scan them
+        self._hot: dict[bytes, None] = {}  # keys the next hot round pops
+        self._fresh: list[bytes] = []  # keys opened since the last round
+        self._view: _ScanView | None = None
+        self._version = 0  # of the stream set
+        self._changed: asyncio.Event | None = None
+        self._in_round = False  # a round trip is in flight
+        self._round_waiters: list[asyncio.Future[None]] = []  # woken when that round has ended
+        self._blocked: int | None = None  # the stream set version the BLPOP was sent with
+        self._client_id: bytes | None = None
+        self._unblocking = False
+        self._stopping = False
+        self.down_since: float | None = None
+        """Since when (``time.monotonic``) Redis has been unreachable for the reader, or None."""
+        self._wire = wire if wire is not None else DrainWire(backup_expire)
+        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ the stream set
+
+    def open(self, inbox: Inbox) -> None:
+        """Start reading ``inbox``'s queue (one inbox per queue at a time)."""
+        if self._stopping:
+            raise RelayError("the relay is closed", key=inbox.key, operation="stream")
+        key = inbox.bkey
+        if key in self._inboxes:
+            raise RelayError(
+                "this relay already streams the queue (one local reader per message)",
+                key=inbox.key,
+                operation="stream",
+            )
+        self._inboxes[key] = inbox
+        self._bulks[key] = bulk(key)
+        self._include(key)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._read_loop())
+
+    def close(self, inbox: Inbox) -> None:
+        """Stop reading ``inbox``'s queue."""
+        key = inbox.bkey
+        if self._inboxes.get(key) is inbox:
+            del self._inboxes[key]
+            del self._bulks[key]
+            self._exclude(key)
+
+    def pause(self, inbox: Inbox) -> None:
+        """Leave ``inbox``'s queue out of the rounds (its consumer is behind)."""
+        inbox.paused = True
+        if self._inboxes.get(inbox.bkey) is inbox and inbox.bkey in self._active:
+            self._exclude(inbox.bkey)
+
+    def resume(self, inbox: Inbox) -> None:
+        """Read ``inbox``'s queue again (its consumer has taken what it had)."""
+        inbox.paused = False
+        if self._inboxes.get(inbox.bkey) is inbox and inbox.bkey not in self._active:
+            self._include(inbox.bkey)
+
+    def _include(self, key: bytes) -> None:
+        self._active[key] = None
+        self._ring[key] = None
+        self._fresh.append(key)
+        self._stream_set_changed()
+
+    def _exclude(self, key: bytes) -> None:
+        self._active.pop(key, None)
+        self._ring.pop(key, None)
+        self._hot.pop(key, None)
+        self._stream_set_changed()
+
+    def _stream_set_changed(self) -> None:
+        self._version += 1
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        self._changed.set()
+        if self._blocked is not None and not self._unblocking and self._client_id is not None:
+            self._unblocking = True
+            self._background(self._unblock())
+
+    async def _unblock(self) -> None:
+        """Wake the reader's BLPOP (CLIENT UNBLOCK) so it blocks again on the new key set."""
+        try:
+            while not self._link.connector.closed and self._blocked not in (None, self._version):
+                if self._client_id is None:
+                    return
+                try:
+                    n = await self._control.call(
+                        ["CLIENT", "UNBLOCK", self._client_id], op="CLIENT UNBLOCK", key=None, idempotent=True
+                    )
+                except (RelayError, RedisError):
+                    return  # the BLPOP's timeout bounds the delay instead
+                if n:
+                    return
+                # the BLPOP has not reached Redis yet (or just returned): look again shortly
+                await asyncio.sleep(0.001)
+        finally:
+            self._unblocking = False
+
+    async def collect_in_flight(self, inbox: Inbox) -> None:
+        """While the round in flight (if any) ends, deliver this queue's frames from it to
+        ``inbox``, which has just been closed. Bounded by the control link's command timeout: a
+        round that does not end by then (Redis paused) is not waited for."""
+        if not self._in_round:
+            return
+        self._closing[inbox.bkey] = inbox
+        fut = asyncio.get_running_loop().create_future()
+        self._round_waiters.append(fut)
+        try:
+            await asyncio.wait_for(fut, self._control.connector.command_timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            if self._closing.get(inbox.bkey) is inbox:
+                del self._closing[inbox.bkey]
+
+    # ------------------------------------------------------------------ stopping
+
+    async def stop(self) -> None:
+        """Stop between round trips (a pop whose reply is cut off would be lost): wake the BLPOP,
+        let the round deliver what it has, cancel the task only if it does not stop in 2 s. Then
+        give back what the streams hold and wait for the give-backs."""
+        self._stopping = True
+        task = self._task
+        if task is not None:
+            if self._changed is not None:
+                self._changed.set()
+            if self._blocked is not None and self._client_id is not None:
+                with contextlib.suppress(RelayError, RedisError):
+                    await self._control.call(
+                        ["CLIENT", "UNBLOCK", self._client_id], op="CLIENT UNBLOCK", key=None, idempotent=True
+                    )
+            _, pending = await asyncio.wait({task}, timeout=2.0)
+            if pending:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        for inbox in list(self._inboxes.values()):
+            leftover = inbox.take()
+            if leftover:
+                await self.givebacks.push(inbox.bkey, leftover)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if task is not None and not self._wire.unacked:
+            # the backup of the last drain, delivered: not needed any more
+            with contextlib.suppress(RelayError, RedisError):
+                await self._control.call(
+                    ["DEL", self._wire.backup_key],
+                    op="close (DEL)",
+                    key=self._wire.backup_key.decode(),
+                    idempotent=True,
+                    deadline=time.monotonic() + 0.5,
+                )
+
+    def fail_all(self, err_for: type[RelayError], message: str) -> None:
+        """End every stream with ``err_for(message)`` naming its key."""
+        for inbox in list(self._inboxes.values()):
+            inbox.fail(err_for(message, key=inbox.key, operation="stream"))
+        self._inboxes.clear()
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ the rounds
+
+    async def _read_loop(self) -> None:
+        link = self._link
+        loop = asyncio.get_running_loop()
+        generation = -1
+        found = True  # the last round found frames: the next one does not block
+        started = -float("inf")
+        while not self._stopping:
+            if not self._active:
+                assert self._changed is not None
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            if found:
+                interval = self.read_interval
+                if not self._hot:  # the next round scans every key: at most ~10% of a Redis core
+                    interval = max(interval, len(self._active) * SCAN_PACE)
+                delay = started + interval - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    continue  # the stream set may have changed (or emptied) meanwhile
+            t0 = time.monotonic()
+            try:
+                conn = await link.connected(op="stream (BLPOP)", key=None, deadline=t0 + BACKOFF.cap)
+            except RelayConnectionError:
+                # Redis unreachable (or refusing us): streams that time out meanwhile say so
+                if self.down_since is None:
+                    self.down_since = t0
+                await asyncio.sleep(max(0.0, t0 + BACKOFF.cap - time.monotonic()))
+                continue
+            except RelayError:
+                return  # closed
+            if link.generation != generation:
+                generation = link.generation
+                self._client_id = await self._wire.client_id(conn)
+                self._wait_timeout = self._block_timeout if self._client_id is not None else 0.05
+                await self._wire.load(conn)
+            self._in_round = True
+            try:
+                started = loop.time()
+                if self._wire.unacked:
+                    for key, frames in await self._wire.recover(conn):
+                        self._deliver(key, frames)
+                if not found:
+                    found = await self._wait_round(conn)
+                elif self._hot:
+                    found = await self._hot_round(conn)
+                else:
+                    found = await self._scan_round(conn)
+            except asyncio.CancelledError:
+                raise
+            except NoScriptError:
+                await self._wire.load(conn)
+            except ResponseError as exc:
+                # Redis refused the round itself (e.g. the script is not allowed: NOPERM, or out
+                # of memory). A key that is not a list does not get here: the drain reports it
+                # alone. End every stream with the error.
+                self._hot.clear()
+                for inbox in list(self._inboxes.values()):
+                    self._end_stream(inbox, f"Redis answered the read with an error: {exc}")
+            except (*NETWORK_ERRORS, RedisError):
+                # Redis went away (restart, reset): reconnect with backoff and resume the same
+                # keys; a pop is destructive, so nothing already delivered is read twice.
+                if self.down_since is None:
+                    self.down_since = time.monotonic()
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)
+                await asyncio.sleep(BACKOFF.first)
+                self._hot.clear()
+                found = True  # the next round scans every key
+            finally:
+                self._in_round = False
+                waiters, self._round_waiters = self._round_waiters, []
+                for w in waiters:
+                    if not w.done():
+                        w.set_result(None)
+
+    async def _hot_round(self, conn: AbstractConnection) -> bool:
+        """Drain the hot keys, the fresh ones and a slice of the ring; True if any frame."""
+        active, hot = self._active, self._hot
+        keys = list(hot)
+        fresh, self._fresh = self._fresh, []
+        for k in fresh:
+            if k in active and k not in hot:
+                hot[k] = None  # drained unconditionally this round (dropped if it yields nothing)
+                keys.append(k)
+        nhot = len(keys)
+        ring = self._ring
+        for k in list(itertools.islice(ring, COLD_SLICE)):
+            del ring[k]
+            ring[k] = None  # to the end of the ring: scanned again after every other key
+            if k not in hot:
+                keys.append(k)
+        await self._wire.send(conn, self._wire.command(keys, self._body(keys), nhot))
+        return self._take(await self._read_reply(conn), keys, nhot)
+
+    def _current_view(self) -> _ScanView:
+        """The packed scan of every key, and the BLPOP on every key a wait round sends behind it."""
+        view = self._view
+        if view is None or view.version != self._version or view.block_timeout != self._wait_timeout:
+            keys = list(self._active)
+            body = self._body(keys)
+            blpop = b"*%d\r\n$5\r\nBLPOP\r\n" % (len(keys) + 2)
+            wait = b"".join((blpop, body, bulk(repr(float(self._wait_timeout)).encode())))
+            view = _ScanView(self._version, self._wait_timeout, keys, self._wire.command(keys, body, 0), wait)
+            self._view = view
+        self._fresh.clear()  # every open stream's key is in the round
+        return view
+
+    async def _scan_round(self, conn: AbstractConnection) -> bool:
+        """Drain every key (one round trip); True if any frame."""
+        view = self._current_view()
+        await self._wire.send(conn, view.scan)
+        return self._take(await self._read_reply(conn), view.keys, 0)
+
+    async def _wait_round(self, conn: AbstractConnection) -> bool:
+        """Drain every key, then block on every key (BLPOP), pipelined; True if any frame."""
+        view = self._current_view()
+        self._blocked = view.version
+        err: ResponseError | None = None
+        found = False
+        try:
+            await self._wire.send(conn, view.scan, view.wait)
+            try:
+                reply = await self._read_reply(conn)
+            except ResponseError as exc:
+                err = exc
+                self.down_since = None  # Redis answered
+            else:
+                found = self._take(reply, view.keys, 0)
+            try:
+                popped = await conn.read_response(disable_decoding=True)
+            except ResponseError as exc:
+                if "WRONGTYPE" in str(exc):
+                    found = True  # a key is not a list: the next round (a drain) isolates it
+                else:
+                    err = err or exc
+            else:
+                if popped:
+                    found = True
+                    self._deliver(popped[0], [popped[1]])
+        finally:
+            self._blocked = None
+        if err is not None:
+            raise err
+        return found
+
+    def _body(self, keys: list[bytes]) -> bytes:
+        """``keys`` as RESP bulk strings, packed once per stream when it opens."""
+        return b"".join([self._bulks[k] for k in keys])
+
+    async def _read_reply(self, conn: AbstractConnection) -> list[Any] | None:
+        reply = await self._wire.read(conn)
+        self.down_since = None
+        return reply
+
+    def _take(self, reply: list[Any] | None, keys: list[bytes], nhot: int) -> bool:
+        """Deliver a drain's reply; True if it had frames. The next hot set is the keys that gave
+        more than one frame, or any frame if drained as hot (the first ``nhot`` of ``keys``)."""
+        hot: dict[bytes, None] = {}
+        self._hot = hot
+        if not reply:
+            return False
+        deliver, active = self._deliver, self._active
+        for i in range(0, len(reply), 2):
+            idx = int(reply[i]) - 1
+            frames = reply[i + 1]
+            if idx < 0:  # this key is not a list: end its stream, the others go on
+                message = frames.decode(errors="replace") if isinstance(frames, bytes) else str(frames)
+                inbox = self._inboxes.get(keys[-idx - 2]) or self._closing.get(keys[-idx - 2])
+                if inbox is not None:
+                    self._end_stream(inbox, f"Redis answered the read of this queue with an error: {message}")
+                continue
+            key = keys[idx]
+            if (idx < nhot or len(frames) > 1) and key in active:
+                hot[key] = None
+            deliver(key, frames)
+        return True
+
+    def _end_stream(self, inbox: Inbox, message: str) -> None:
+        """Stop reading ``inbox``'s queue and end its stream with a ``RelayError``."""
+        self.close(inbox)
+        inbox.fail(RelayError(message, key=inbox.key, operation=READ_OP))
+
+    def _deliver(self, key: bytes, frames: list[bytes]) -> None:
+        inbox = self._inboxes.get(key) or self._closing.get(key)
+        if inbox is None:
+            # its stream ended while the pop was in flight: put the frames back, in order
+            self.givebacks.begin(key)
+            self._background(self.givebacks.push(key, frames, begun=True))
+            return
+        inbox.feed(frames)
+        if not inbox.paused and len(inbox.frames) >= self.stream_buffer:
+            # the consumer is behind: further frames wait in Redis (bounded by the queue's
+            # maximum length), not in this process
+            self.pause(inbox)

@@ -1,0 +1,116 @@
+"""Work queues, as the reference server keeps them: ``work:{compat_hash}`` lists of message ids,
+their ``ctr_enq:``/``ctr_deq:`` counters and each message's ``pos:{message_id}``."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import NamedTuple
+
+from oasst_shared.relay._errors import QueueFullError, RelayConnectionError, RelayError
+from oasst_shared.relay._keys import check_id, work_queue_key
+from oasst_shared.relay._link import Connector, Link, reply_int, reply_list
+from oasst_shared.relay._scripts import ENQUEUE, Script
+
+__all__ = ["QueuePosition", "WorkQueues"]
+
+
+class QueuePosition(NamedTuple):
+    """A pending message's place in its work queue, as the reference's event stream computes it."""
+
+    position: int
+    """How many messages are ahead of it (``max(pos - ctr_deq, 0)``)."""
+    size: int
+    """How many messages are queued (``max(ctr_enq - ctr_deq, position)``)."""
+
+
+class WorkQueues:
+    """The work-queue calls of a relay: enqueue and positions on ``control``, each dequeue's
+    ``BLPOP`` on a blocking link of its own (kept for the next dequeue once it is done).
+
+    ``expire`` is the ``pos:`` keys' expiry; ``max_size`` the most ids a queue holds (0: none).
+    """
+
+    def __init__(self, connector: Connector, control: Link, *, expire: int, max_size: int) -> None:
+        self._connector = connector
+        self._control = control
+        self._expire = expire
+        self._max_size = max_size
+        self._enqueue = Script(ENQUEUE)
+        self._idle: list[Link] = []  # blocking links of finished dequeues
+
+    async def enqueue(self, compat_hash: str, message_id: str, *, enforce_max_size: bool) -> int:
+        """``RPUSH`` + ``INCR ctr_enq:`` + ``SET pos:`` in one script call; returns the counter."""
+        check_id("compat_hash", compat_hash)
+        check_id("message_id", message_id)
+        key = work_queue_key(compat_hash)
+        max_size = self._max_size if enforce_max_size else 0
+        args = self._enqueue.command()
+        args += [3, key, f"ctr_enq:{key}", f"pos:{message_id}", message_id, max_size, self._expire]
+        op = "enqueue_work (EVALSHA RPUSH+INCR+SET)"
+        reply = await self._enqueue.run(self._control, args, op=op, key=key, idempotent=False)
+        ctr = reply_int(reply, op=op, key=key)
+        if ctr < 0:
+            raise QueueFullError(
+                f"work queue is full ({max_size} messages)", key=key, operation=op, max_size=max_size
+            )
+        return ctr
+
+    async def dequeue(self, compat_hash: str, timeout: float) -> str | None:
+        """``BLPOP`` then ``INCR ctr_deq:``; None on timeout."""
+        check_id("compat_hash", compat_hash)
+        key = work_queue_key(compat_hash)
+        link = self._idle.pop() if self._idle else Link(self._connector, "dequeue", blocking=True)
+        op = "dequeue_work (BLPOP)"
+
+        def lost(exc: BaseException) -> RelayError:
+            return RelayConnectionError(
+                f"connection lost during BLPOP ({exc}); an id it popped, if any, is lost",
+                key=key,
+                operation=op,
+            )
+
+        ok = False
+        try:
+            reply = await link.call(
+                ["BLPOP", key, timeout], op=op, key=key, idempotent=False, on_unknown=lost
+            )
+            ok = True
+        finally:
+            if ok and not self._connector.closed:
+                self._idle.append(link)
+            else:
+                await link.close()
+        if reply is None:
+            return None
+        popped = reply_list(reply, 2, op=op, key=key)[1]
+        if not isinstance(popped, bytes):
+            raise RelayError(f"Redis answered {reply!r:.80} to BLPOP", key=key, operation=op)
+        message_id = popped.decode(errors="replace")
+        with contextlib.suppress(RelayError):
+            # the counter only feeds queue positions: the popped id is returned even if it fails
+            await self._control.call(
+                ["INCR", f"ctr_deq:{key}"], op="dequeue_work (INCR)", key=f"ctr_deq:{key}", idempotent=False
+            )
+        return message_id
+
+    async def position(self, message_id: str, compat_hash: str | None) -> QueuePosition:
+        """The reference's ``(max(pos - deq, 0), max(enq - deq, position))`` from one ``MGET``."""
+        check_id("message_id", message_id)
+        if compat_hash is None:
+            return QueuePosition(0, 1)
+        key = work_queue_key(check_id("compat_hash", compat_hash))
+        op = "queue_position (MGET)"
+        keys = [f"ctr_deq:{key}", f"ctr_enq:{key}", f"pos:{message_id}"]
+        reply = await self._control.call(["MGET", *keys], op=op, key=key, idempotent=True)
+        deq, enq, pos = (
+            0 if v is None else reply_int(v, op=op, key=k)
+            for v, k in zip(reply_list(reply, 3, op=op, key=key), keys, strict=True)
+        )
+        qpos = max(pos - deq, 0)
+        return QueuePosition(qpos, max(enq - deq, qpos))
+
+    async def close(self) -> None:
+        """Close the idle dequeue links."""
+        for link in self._idle:
+            await link.close()
+        self._idle.clear()
