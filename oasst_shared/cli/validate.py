@@ -8,8 +8,12 @@ Input framing:
   Blank lines are skipped, ``\\r\\n`` endings and a leading UTF-8 byte-order mark are accepted.
 * **One pretty-printed document**: when the first non-blank line is not a complete JSON value
   on its own, the lines are collected (up to ``MAX_DOCUMENT_BYTES``) and decoded as one
-  document, reported at that first line. If they do not form one JSON document either, or
-  exceed the limit, they are validated line by line after all.
+  document, reported at that first line. A later line that starts with ``{`` and is a
+  complete JSON object on its own shows that the input is NDJSON whose first line is broken:
+  from there (or past the limit) the lines are validated one by one. Collected lines (more
+  than one) that do not form one JSON document, none of them a message on its own, are one
+  invalid message: a truncated (or malformed) document, with the line, column and byte of the
+  input where it ends (or breaks).
 
 The input is read in binary chunks (``read1``) and split on ``\\n``: memory stays constant
 whatever the input's size (a single line is held whole, since msgspec decodes a whole
@@ -29,7 +33,13 @@ import msgspec
 
 from oasst_shared._decode_errors import DECODE_ERRORS, describe
 from oasst_shared.codec._errors import frame_tag
-from oasst_shared.schemas._registry import UnknownMessageTypeError, is_union, message_type_name, union_tags
+from oasst_shared.schemas._registry import (
+    UnknownMessageTypeError,
+    is_union,
+    message_type_name,
+    union_tags,
+    unions,
+)
 
 __all__ = [
     "CHUNK_SIZE",
@@ -37,6 +47,7 @@ __all__ = [
     "UNKNOWN",
     "InvalidMessage",
     "MessageValidator",
+    "abstract_base_union",
     "read_line_batches",
 ]
 
@@ -50,6 +61,8 @@ UNKNOWN: Final = "unknown"
 """The label of an invalid message of a union whose tag is missing or not a member's."""
 
 _BOM: Final = b"\xef\xbb\xbf"
+_TRUNCATED: Final = "Input data was truncated"
+_MALFORMED: Final = "JSON is malformed: "
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +147,7 @@ class MessageValidator:
         self._collected: list[bytes] = []
         self._collected_bytes = 0
         self._collect_start = 0
+        self._start_offset = 0  # bytes before the first non-blank line (a BOM, blank lines)
         self._tag_field = ""
         self._tag_labels: dict[Any, str] = {}
         self._setup_tag_probe()
@@ -176,8 +190,8 @@ class MessageValidator:
             obj = self._decode(document)
         except msgspec.ValidationError as exc:
             self._report(self._collect_start, document, exc)
-        except Exception:  # not one document after all: report line by line
-            self._replay_collected()
+        except Exception as exc:  # not one JSON document: truncated or malformed, as one message
+            self._report_document(document, exc)
         else:
             self._count_valid(obj)
         self._collected = []
@@ -187,8 +201,10 @@ class MessageValidator:
     def _feed_start(self, lines: list[bytes]) -> None:
         if self._lineno == 0 and lines and lines[0].startswith(_BOM):
             lines[0] = lines[0][len(_BOM) :]
+            self._start_offset += len(_BOM)
         for index, line in enumerate(lines):
             if not line or line.isspace():
+                self._start_offset += len(line) + 1
                 continue
             first = self._lineno + index + 1
             if self._is_incomplete_json(line):
@@ -215,12 +231,23 @@ class MessageValidator:
         return False
 
     def _feed_collect(self, lines: list[bytes]) -> None:
+        for index, line in enumerate(lines):
+            if (index or self._collected) and _is_message_line(line):
+                # NDJSON after all (its first line is broken): line by line from here on
+                self._collected.extend(lines[:index])
+                first = self._collect_start + len(self._collected)
+                self._switch_to_ndjson()
+                self._validate_lines(lines[index:], first)
+                return
         self._collected.extend(lines)
         self._collected_bytes += sum(map(len, lines)) + len(lines)
         if self._collected_bytes > self._max_document_bytes:
-            self._state = "ndjson"
-            self._replay_collected()
-            self._collected = []
+            self._switch_to_ndjson()
+
+    def _switch_to_ndjson(self) -> None:
+        self._state = "ndjson"
+        self._replay_collected()
+        self._collected = []
 
     def _replay_collected(self) -> None:
         self._validate_lines(self._collected, self._collect_start)
@@ -255,6 +282,32 @@ class MessageValidator:
         path, message = _describe(exc, line, label if label != UNKNOWN else self.type_name)
         self._on_invalid(InvalidMessage(lineno, label, path, " ".join(message.split())))
 
+    def _report_document(self, document: bytes, exc: BaseException) -> None:
+        """One invalid message for collected lines that are not one JSON document: where the
+        input ends inside it (truncated) or where it breaks (malformed), as lines of the input."""
+        if len(self._collected) == 1:
+            self._replay_collected()  # one line: an NDJSON line like any other
+            return
+        if not isinstance(exc, DECODE_ERRORS):
+            self._report(self._collect_start, document, exc)
+            return
+        start = self._collect_start
+        problem = describe(exc, document, self.type_name)
+        where = ""
+        if problem.byte is not None and problem.line is not None and problem.column is not None:
+            line = start + problem.line - 1  # named past the first line, as every decode error does
+            column = f"line {line}, column {problem.column}" if line > 1 else f"column {problem.column}"
+            where = f" at {column} (byte {self._start_offset + problem.byte})"
+        if problem.detail == _TRUNCATED:
+            ends = f"the input ends inside it{where and ','}{where}"
+            message = f"truncated JSON document (from line {start}): {ends}"
+        else:
+            detail = problem.detail.removeprefix(_MALFORMED)
+            message = f"malformed JSON document (from line {start}): {detail}{where}"
+        label = self._label_of_invalid(document)
+        self.invalid[label] = self.invalid.get(label, 0) + 1
+        self._on_invalid(InvalidMessage(start, label, "$", message))
+
     def _setup_tag_probe(self) -> None:
         tags = union_tags(self._type)
         if tags is None:  # not a union, or its members are untagged or tagged on different fields
@@ -271,6 +324,39 @@ class MessageValidator:
             return UNKNOWN
         tag = frame_tag(line, fields=(self._tag_field,))  # None when unreadable
         return self._tag_labels.get(tag, UNKNOWN)
+
+
+def _is_message_line(line: bytes) -> bool:
+    """Whether ``line`` is a JSON object on its own, starting at its first column: an NDJSON
+    message (the lines inside a pretty-printed document are indented, or not complete)."""
+    if line[:1] != b"{":
+        return False
+    try:
+        msgspec.json.decode(line)
+    except DECODE_ERRORS:
+        return False
+    return True
+
+
+def abstract_base_union(message_type: Any) -> tuple[str, list[str]] | None:
+    """``(union, members)`` when ``message_type`` is an abstract base of a message union.
+
+    An abstract base (``protocol.Task``, ``inference.WorkerResponseBase``, ...) is a struct
+    class that is no union's member but the base of some members of a registered union: it is
+    never sent on its own, and decoding as it accepts any tag, or none. ``union`` is the dotted
+    name of that union, ``members`` the dotted names of its members that subclass the base.
+    ``None`` for any other type.
+    """
+    if not isinstance(message_type, type):
+        return None
+    registered = unions()
+    if any(message_type in typing.get_args(union) for union in registered.values()):
+        return None
+    for name, union in registered.items():
+        members = [m for m in typing.get_args(union) if issubclass(m, message_type)]
+        if members:
+            return name, [message_type_name(m) for m in members]
+    return None
 
 
 def _type_name(message_type: Any) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import Any, ClassVar, Final, Generic, TypeVar, cast
 
 import msgspec
 
@@ -22,10 +22,53 @@ from oasst_shared.codec._errors import (
     too_large,
 )
 from oasst_shared.codec._framing import FrameWriter, encode_lines, is_blank
+from oasst_shared.schemas._check import encode_check_enabled, make_verifier
 
 __all__ = ["JsonCodec"]
 
 T = TypeVar("T")
+
+CHECK_ENCODE: Final = encode_check_enabled()
+"""Whether codecs check every message they encode unless told otherwise (``check_encode=``):
+``OASST_SHARED_CHECK_ENCODE=1`` in the environment when this module is first imported."""
+
+
+class _CheckingEncoder:
+    """A msgspec encoder that first checks each message as its receiver would decode it."""
+
+    __slots__ = ("_encoder", "_verify")
+
+    def __init__(self, encoder: Any, verify: Callable[[Any], bytes]) -> None:
+        self._encoder = encoder
+        self._verify = verify
+
+    def encode(self, obj: Any) -> bytes:
+        return self._verify(obj)
+
+    def encode_into(self, obj: Any, buffer: bytearray, offset: int = 0) -> None:
+        self._verify(obj)
+        self._encoder.encode_into(obj, buffer, offset)
+
+    def __getattr__(self, name: str) -> Any:  # the encoder's other attributes (enc_hook, ...)
+        return getattr(self._encoder, name)
+
+
+class _CheckingFrameWriter(FrameWriter):
+    """A ``FrameWriter`` that first checks each message as its receiver would decode it."""
+
+    __slots__ = ("_verify",)
+
+    def __init__(self, initial_size: int, verify: Callable[[Any], bytes]) -> None:
+        super().__init__(initial_size)
+        self._verify = verify
+
+    def json(self, obj: Any) -> bytearray:
+        self._verify(obj)
+        return super().json(obj)
+
+    def sse(self, obj: Any, event: str | None = None) -> bytearray:
+        self._verify(obj)
+        return super().sse(obj, event)
 
 
 class _CodecBase(Generic[T]):
@@ -43,7 +86,15 @@ class _CodecBase(Generic[T]):
     """Whether frames are MessagePack (else JSON): how ``frame_tag`` reads a bad frame's tag."""
 
     def __init__(
-        self, type: Any, decoder: Any, encoder_class: Any, max_frame_size: int, name: str | None
+        self,
+        type: Any,
+        decoder: Any,
+        encoder_class: Any,
+        max_frame_size: int,
+        name: str | None,
+        *,
+        encode: Callable[[Any], bytes],
+        check_encode: bool | None,
     ) -> None:
         self.type = type
         self.type_name = name or type_name(type)
@@ -56,6 +107,29 @@ class _CodecBase(Generic[T]):
         self._encoder_class = encoder_class
         self._local = threading.local()
         self.decode = self._make_decode()
+        self._check_encode = CHECK_ENCODE if check_encode is None else check_encode
+        if self._check_encode:
+            self._check_every_encode(make_verifier(encode, decoder.decode, self.type_name))
+
+    @property
+    def check_encode(self) -> bool:
+        """Whether every encoding call first checks the message as its receiver would decode it.
+
+        Off unless the codec was made with ``check_encode=True``, or ``OASST_SHARED_CHECK_ENCODE=1``
+        was set when ``oasst_shared.codec`` was imported (the prebuilt codecs). On, ``encode``,
+        ``encode_into``, ``encoder()``, the stream encoders and ``writer()`` raise
+        ``oasst_shared.schemas.MessageCheckError`` (naming the class, the path and the expected
+        type) for a message whose encoding this codec's decoder would refuse. Off, nothing of it
+        runs: ``encode`` is msgspec's own function.
+        """
+        return self._check_encode
+
+    def _check_every_encode(self, verify: Callable[[Any], bytes]) -> None:
+        """Debug mode: put the check in front of every encoding call of this codec, as instance
+        attributes, so that the class's own (unchecked) encode path stays as it is."""
+        vars(self)["encode"] = verify  # encodes, decodes the bytes, returns them
+        plain_encoder = self._encoder_class
+        self._encoder_class = lambda: _CheckingEncoder(plain_encoder(), verify)
 
     @property
     def max_frame_size(self) -> int:
@@ -113,7 +187,9 @@ class JsonCodec(_CodecBase[T]):
     """Encodes and decodes one message type (a struct class or a tagged union) as JSON.
 
     ``decode`` accepts ``bytes``, ``bytearray``, ``memoryview`` or ``str``. Safe to share
-    across threads (see the module docs).
+    across threads (see the module docs). ``check_encode=True`` (default: the
+    ``OASST_SHARED_CHECK_ENCODE`` environment variable) makes every encode check the message
+    first (see ``check_encode``).
     """
 
     _msgpack = False
@@ -122,9 +198,26 @@ class JsonCodec(_CodecBase[T]):
     """One message as JSON bytes (every field included, as the reference sends it)."""
 
     def __init__(
-        self, type: Any, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, name: str | None = None
+        self,
+        type: Any,
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        name: str | None = None,
+        check_encode: bool | None = None,
     ) -> None:
-        super().__init__(type, msgspec.json.Decoder(type), msgspec.json.Encoder, max_frame_size, name)
+        super().__init__(
+            type,
+            msgspec.json.Decoder(type),
+            msgspec.json.Encoder,
+            max_frame_size,
+            name,
+            encode=msgspec.json.encode,
+            check_encode=check_encode,
+        )
+
+    def _check_every_encode(self, verify: Callable[[Any], bytes]) -> None:
+        super()._check_every_encode(verify)
+        vars(self)["writer"] = lambda initial_size=512: _CheckingFrameWriter(initial_size, verify)
 
     def encode_lines(self, objs: Iterable[Any]) -> bytes:
         """Messages as NDJSON: one JSON document per line, each line ending in ``\\n``."""

@@ -29,9 +29,22 @@ class MsgpackCodec(_CodecBase[T]):
     """One message as MessagePack bytes."""
 
     def __init__(
-        self, type: Any, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, name: str | None = None
+        self,
+        type: Any,
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        name: str | None = None,
+        check_encode: bool | None = None,
     ) -> None:
-        super().__init__(type, msgspec.msgpack.Decoder(type), msgspec.msgpack.Encoder, max_frame_size, name)
+        super().__init__(
+            type,
+            msgspec.msgpack.Decoder(type),
+            msgspec.msgpack.Encoder,
+            max_frame_size,
+            name,
+            encode=msgspec.msgpack.encode,
+            check_encode=check_encode,
+        )
 
     def encode_frames(self, objs: Iterable[Any]) -> bytes:
         """Messages as one length-prefixed stream."""

@@ -3,6 +3,10 @@
 Also pydantic v1's module-level helpers, with its argument order, so that porting a call site
 is an import change: ``parse_raw_as(inference.WorkerResponse, text)`` and
 ``parse_obj_as(protocol.AnyTask, obj)``.
+
+Struct constructors do not check field types (msgspec's choice, for speed): ``check(msg)``
+is the opt-in check that a message's receiver would accept it, raising ``MessageCheckError``
+naming the class, the path and the expected type.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import msgspec
 
 from oasst_shared._decode_errors import DECODE_ERRORS, as_msgspec_error, type_name
+from oasst_shared.schemas._check import MessageCheckError, check
 
 if TYPE_CHECKING:
     from oasst_shared.codec import JsonCodec
 
-__all__ = ["parse_obj_as", "parse_raw_as"]
+__all__ = ["MessageCheckError", "check", "parse_obj_as", "parse_raw_as"]
 
 T = TypeVar("T")
 

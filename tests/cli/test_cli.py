@@ -289,6 +289,157 @@ def test_unknown_type_says_how_to_list_valid_names() -> None:
     assert "`oasst-shared types` lists the valid names" in result.stderr
 
 
+ABSTRACT_BASES = [
+    ("Task", "protocol.Task", "protocol.AnyTask", b'{"type":"bogus","foo":1}'),
+    ("protocol.AbstractRatingTask", "protocol.AbstractRatingTask", "protocol.AnyTask", b'{"type":"x"}'),
+    ("protocol.AbstractLabelTask", "protocol.AbstractLabelTask", "protocol.AnyTask", b"{}"),
+    ("Interaction", "protocol.Interaction", "protocol.AnyInteraction", b'{"type":"bogus"}'),
+    ("WorkerRequestBase", "inference.WorkerRequestBase", "inference.WorkerRequest", b"{}"),
+    ("inference.WorkerResponseBase", "inference.WorkerResponseBase", "inference.WorkerResponse", b"{}"),
+]
+
+
+@pytest.mark.parametrize(
+    ("given", "name", "union", "stdin"), ABSTRACT_BASES, ids=[b[0] for b in ABSTRACT_BASES]
+)
+def test_an_abstract_base_is_refused_naming_the_union_to_use(
+    given: str, name: str, union: str, stdin: bytes
+) -> None:
+    """`validate Task` used to pass anything (`{"type":"bogus"}`, `{}`): a base is never sent alone."""
+    result = run(_script(), "validate", given, "-", stdin=stdin)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"oasst-shared: error: {name} is an abstract base, never sent on its own")
+    assert f"validate with the union {union} " in result.stderr
+
+
+def test_every_base_of_a_union_member_is_refused_and_every_sendable_type_is_not() -> None:
+    from oasst_shared.cli.validate import abstract_base_union
+    from oasst_shared.schemas._registry import ABSTRACT_BASES as REGISTERED_BASES
+    from oasst_shared.schemas._registry import message_types
+
+    refused = {name for name, tp in message_types().items() if abstract_base_union(tp) is not None}
+    assert refused == {name for _, name, _, _ in ABSTRACT_BASES}
+    assert set(REGISTERED_BASES) <= refused
+    # the unions and their members (ReplyToConversationTask is both a member and a base) stay
+    for name in ("protocol.AnyTask", "inference.WorkerResponse", "protocol.ReplyToConversationTask"):
+        assert abstract_base_union(message_types()[name]) is None
+
+
+def test_validate_takes_one_type_then_any_number_of_files(tmp_path: Path) -> None:
+    frames = REPO_ROOT / "examples" / "frames"
+    tasks = [str(frames / "initial_prompt_task.json"), str(frames / "assistant_reply_task.json")]
+    broken = tmp_path / "broken_task.ndjson"
+    broken.write_bytes(b'{"type": "initial_prompt", "hint": 3}\n')
+    result = run(_script(), "validate", "protocol.AnyTask", *tasks, str(broken))
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines() == [
+        f"summary: 1 message in {tasks[0]}, 1 valid, 0 invalid; InitialPromptTask: 1 valid",
+        f"summary: 1 message in {tasks[1]}, 1 valid, 0 invalid; AssistantReplyTask: 1 valid",
+        f"{broken}:1: invalid InitialPromptTask at $.hint: Expected `str | null`, got `int`",
+        f"summary: 1 message in {broken}, 0 valid, 1 invalid; InitialPromptTask: 1 invalid",
+        "total: 3 messages in 3 files, 2 valid, 1 invalid; InitialPromptTask: 1 valid, 1 invalid; "
+        "AssistantReplyTask: 1 valid",
+    ]
+    assert result.stderr == ""
+
+    # an unreadable FILE is an error on stderr; the other FILEs are still validated
+    result = run(
+        _script(), "validate", "protocol.AnyTask", tasks[0], str(tmp_path / "missing.json"), tasks[1]
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == f"oasst-shared: error: cannot read {str(tmp_path / 'missing.json')!r}: No such file or directory\n"
+    )
+    assert result.stdout.splitlines()[-1].startswith(
+        "total: 2 messages in 2 files (1 more not readable), 2 valid, 0 invalid"
+    )
+
+    usage = run(_script(), "validate", "--help").stdout
+    assert usage.startswith("usage: oasst-shared validate [-h] [--max-errors N] TYPE [FILE ...]\n")
+    assert "the first argument is the TYPE, all the others are FILEs" in usage
+
+
+def test_a_file_given_where_the_type_belongs_is_named_and_the_usage_explained() -> None:
+    """`oasst-shared validate examples/frames/*.json`: the shell puts a file where TYPE belongs."""
+    frames = sorted(str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "examples" / "frames").glob("*.json"))
+    result = run(_script(), "validate", *frames, cwd=REPO_ROOT)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(
+        f"oasst-shared: error: {frames[0]!r} is a file, not a message type: "
+        "validate takes the TYPE first, then the FILEs (`oasst-shared validate TYPE [FILE ...]`"
+    )
+    assert "`oasst-shared types` lists the types" in result.stderr
+    # the example names the union the file's first message belongs to
+    work = run(_script(), "validate", "examples/frames/work_request.json", cwd=REPO_ROOT)
+    assert "e.g. `oasst-shared validate inference.WorkerRequest examples/frames/work_request.json ...`" in (
+        work.stderr
+    )
+
+
+def _cut(text: str, at: int) -> tuple[str, int, int]:
+    """``text[:at]``, and the line and column where it ends (1-based)."""
+    head = text[:at]
+    return head, head.count("\n") + 1, len(head) - (head.rfind("\n") + 1) + 1
+
+
+def test_a_truncated_pretty_printed_document_is_one_error(tmp_path: Path) -> None:
+    text = (REPO_ROOT / "examples" / "frames" / "work_request.json").read_text(encoding="utf-8")
+    head, line, column = _cut(text, len(text) // 2)
+    document = tmp_path / "cut.json"
+    document.write_text(head, encoding="utf-8")
+    result = run(_script(), "validate", "inference.WorkerRequest", str(document))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"{document}:1: invalid message at $: truncated JSON document (from line 1): the input ends "
+        f"inside it, at line {line}, column {column} (byte {len(head.encode())})",
+        f"summary: 1 message in {document}, 0 valid, 1 invalid; unknown: 1 invalid",
+    ]
+
+    # after blank lines, the lines and bytes are still those of the file
+    document.write_text("\n\n" + head, encoding="utf-8")
+    result = run(_script(), "validate", "inference.WorkerRequest", str(document))
+    assert result.stdout.splitlines()[0] == (
+        f"{document}:3: invalid message at $: truncated JSON document (from line 3): the input ends "
+        f"inside it, at line {line + 2}, column {column} (byte {len(head.encode()) + 2})"
+    )
+
+
+def test_a_malformed_pretty_printed_document_is_one_error(tmp_path: Path) -> None:
+    frames = REPO_ROOT / "examples" / "frames"
+    lines = (frames / "work_request.json").read_text(encoding="utf-8").splitlines(keepends=True)
+    cut = next(i for i, text in enumerate(lines) if i > 2 and text.endswith(",\n"))
+    lines[cut] = lines[cut][:-2] + "\n"  # a comma left out: the next line is where it breaks
+    next_line = lines[cut + 1]
+    column = len(next_line) - len(next_line.lstrip()) + 1
+    byte = len("".join(lines[: cut + 1]).encode()) + column - 1
+    document = tmp_path / "no_comma.json"
+    document.write_text("".join(lines), encoding="utf-8")
+    result = run(_script(), "validate", "inference.WorkerRequest", str(document))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"{document}:1: invalid message at $: malformed JSON document (from line 1): expected ',' or '}}' "
+        f"at line {cut + 2}, column {column} (byte {byte})",
+        f"summary: 1 message in {document}, 0 valid, 1 invalid; unknown: 1 invalid",
+    ]
+
+    first = (frames / "initial_prompt_task.json").read_text(encoding="utf-8")
+    document = tmp_path / "two.json"  # two pretty-printed documents in one file
+    document.write_text(first + (frames / "assistant_reply_task.json").read_text(encoding="utf-8"))
+    result = run(_script(), "validate", "protocol.AnyTask", str(document))
+    assert result.returncode == 1
+    errors = result.stdout.splitlines()[:-1]
+    assert len(errors) == 1
+    assert errors[0].startswith(
+        f"{document}:1: invalid message at $: malformed JSON document (from line 1): trailing characters "
+        f"at line {first.count(chr(10)) + 1}, column "
+    )
+
+
 def test_usage_errors_exit_2() -> None:
     assert run(_script()).returncode == 2
     assert run(_script(), "validate").returncode == 2
@@ -573,19 +724,31 @@ def test_a_line_longer_than_many_chunks_is_one_message() -> None:
 def test_a_multi_line_input_beyond_the_document_limit_is_read_as_ndjson() -> None:
     """A broken first line starts collecting a document; past the limit, lines are checked one by one."""
     lines = [
-        token_frame(0)[:20],
-        *(token_frame(i) for i in range(1, 50)),
+        b"{",
+        *(b'  "key_%d": "value",' % i for i in range(60)),
         b'{"response_type": "pong", "metrics": 1}',
     ]
     errors: list[InvalidMessage] = []
     validator = MessageValidator(inference.WorkerResponse, errors.append, max_document_bytes=1000)
-    for batch, _ in read_line_batches(io.BytesIO(b"\n".join(lines)), chunk_size=128):
+    for batch, _ in read_line_batches(io.BytesIO(b"\n".join(lines[:-1]) + b"\n"), chunk_size=128):
         validator.feed(batch)
     # Reported while streaming: not held back until the end, as a (pending) document would be.
-    assert [(e.line, e.label, e.path) for e in errors] == [
-        (1, "unknown", "$"),
-        (51, "PongResponse", "$.metrics"),
-    ]
+    assert len(errors) > 30
+    assert [(e.line, e.label, e.path) for e in errors[:2]] == [(1, "unknown", "$"), (2, "unknown", "$")]
+    validator.feed([lines[-1]])
     validator.finish()
-    assert len(errors) == 2
-    assert validator.valid == {"TokenResponse": 49}
+    assert (errors[-1].line, errors[-1].label, errors[-1].path) == (62, "PongResponse", "$.metrics")
+
+
+def test_ndjson_after_a_broken_first_line_is_validated_as_it_arrives() -> None:
+    """A later line that is a JSON object on its own ends the search for a document at once."""
+    errors: list[InvalidMessage] = []
+    validator = MessageValidator(inference.WorkerResponse, errors.append)
+    validator.feed([token_frame(0)[:20], token_frame(1)])
+    assert [(e.line, e.label, e.path) for e in errors] == [(1, "unknown", "$")]
+    assert "Input data was truncated" in errors[0].message
+    assert validator.valid == {"TokenResponse": 1}
+    validator.feed([token_frame(2), b'{"response_type": "pong", "metrics": 1}'])
+    assert [(e.line, e.label) for e in errors] == [(1, "unknown"), (4, "PongResponse")]
+    validator.finish()
+    assert validator.valid == {"TokenResponse": 2}
