@@ -3,16 +3,23 @@
     python -m benchmarks.report [--quick] [--json FILE] [--chart FILE] [--raw FILE]
 
 Times come from pytest-benchmark (``benchmarks/test_bench_codec.py``), run with this
-interpreter; each case's figure is its lowest median over a few runs of the suite (see
-``best_medians``), and every figure in the tables is a ratio of two such medians. Also
-measured in the same run: memory per decoded ``WorkRequest``, cold import time of the
-schema modules, and tokens per second of a websocket -> SSE token stream on loopback.
+interpreter in several processes (passes) of the suite; the table of cases shows each case's
+lowest median over them (see ``best_medians``). Also measured: memory per decoded
+``WorkRequest``, cold import time of the schema modules, and tokens per second of a
+websocket -> SSE token stream on loopback.
 
-The terminal (stdout) gets only the summary: the machine, the versions of Python, msgspec,
-orjson and pydantic it ran with, and the tables. A line per phase goes to stderr while it
-runs; pytest-benchmark's own per-case tables of every pass go to ``--raw`` (by default
-``bench-results/raw.txt``). The JSON (``--json``) and the chart (``--chart``) carry the same
-machine and version lines.
+A goal's figure is a ratio taken within one process (or one repetition) against its baseline,
+once per process: the table shows their median and their spread (lowest-highest). A goal is
+met or missed only when every sample says so, and only with at least ``MIN_SAMPLES`` of them;
+when the samples fall on both sides of the target the verdict is "within noise" (see
+``verdict``). ``--quick`` (what ``make bench`` runs) takes shorter timings than the full run,
+and the output says which one it was.
+
+The terminal (stdout) gets only the summary: the kind of run, the machine, the versions of
+Python, msgspec, orjson and pydantic it ran with, and the tables. A line per phase goes to
+stderr while it runs; pytest-benchmark's own per-case tables of every pass go to ``--raw`` (by
+default ``bench-results/raw.txt``). The JSON (``--json``) and the chart (``--chart``) carry the
+same machine and version lines.
 
 Ratios of one process still move by 10-15% from one process to the next: to compare two
 environments (two msgspec releases, say), run ``python -m benchmarks.compare``, which
@@ -27,6 +34,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,10 +46,20 @@ from typing import IO, Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+
 DEFAULT_RAW = ROOT / "bench-results" / "raw.txt"
 
 # The distributions whose versions decide the figures, named in every report, JSON and chart.
 MEASURED_PACKAGES = ("msgspec", "orjson", "pydantic")
+
+MIN_SAMPLES = 3
+"""The fewest samples (processes, fresh interpreters, repetitions) a goal needs for a verdict."""
+
+PASSES = {True: 3, False: 3}
+"""Processes of the suite by default, quick (``True``) and full."""
+
+QUICK_TIMING = ["--benchmark-max-time=0.05", "--benchmark-min-rounds=20"]
+FULL_TIMING = ["--benchmark-max-time=0.5", "--benchmark-min-rounds=50"]
 
 # (label, numerator (message, op, impl), denominator, goal, "le" | "ge")
 GOALS: list[tuple[str, tuple[str, str, str], tuple[str, str, str], float, str]] = [
@@ -159,11 +177,7 @@ def best_medians(runs: list[list[Row]]) -> list[Row]:
 
 def suite_command(quick: bool, out: Path) -> list[str]:
     """The pytest command of one pass of the suite, writing pytest-benchmark's JSON to ``out``."""
-    timing = (
-        ["--benchmark-max-time=0.05", "--benchmark-min-rounds=20"]
-        if quick
-        else ["--benchmark-max-time=0.5", "--benchmark-min-rounds=50"]
-    )
+    timing = QUICK_TIMING if quick else FULL_TIMING
     return [
         sys.executable,
         "-m",
@@ -277,24 +291,81 @@ def _ratios(rows: list[Row]) -> Callable[[tuple[str, str, str], tuple[str, str, 
     return ratio
 
 
-def goals(rows: list[Row], extra: dict[str, tuple[float, float, str]]) -> tuple[str, list[dict[str, Any]]]:
-    ratio = _ratios(rows)
-    lines = ["| goal | measured | target | met |", "|---|---|---|---|"]
+@dataclass
+class Samples:
+    """The samples of one goal's ratio: one per process of the suite, fresh interpreter or
+    repetition (``over`` names which, plural)."""
+
+    values: list[float]
+    over: str
+
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def spread(self) -> str:
+        """``0.70-1.08x over 3 processes`` (one value: ``1 process``)."""
+        n = len(self.values)
+        unit = self.over if n != 1 else self.over[:-2] if self.over.endswith("sses") else self.over[:-1]
+        return f"{min(self.values):.2f}-{max(self.values):.2f}x over {n} {unit}"
+
+
+def verdict(samples: list[float], target: float, sense: str) -> str:
+    """``yes`` / ``no`` when every sample is on the same side of ``target`` (``le``: at most it,
+    ``ge``: at least it) and there are at least ``MIN_SAMPLES``; ``within noise`` when they fall
+    on both sides; ``too few samples`` below ``MIN_SAMPLES``; ``not measured`` without any."""
+    if not samples:
+        return "not measured"
+    met = {value <= target if sense == "le" else value >= target for value in samples}
+    if len(met) > 1:
+        return "within noise"
+    if len(samples) < MIN_SAMPLES:
+        return "too few samples"
+    return "yes" if met.pop() else "no"
+
+
+def goal_samples(runs: list[list[Row]]) -> dict[str, Samples]:
+    """Each goal of ``GOALS`` as its ratio in each process of the suite (a process where a case
+    is missing gives no sample)."""
+    found: dict[str, Samples] = {}
+    per_run = [_ratios(rows) for rows in runs]
+    for label, num, den, _, _ in GOALS:
+        values = [value for ratio in per_run if (value := ratio(num, den)) is not None]
+        found[label] = Samples(values, "processes")
+    return found
+
+
+def goals(
+    runs: list[list[Row]], extra: dict[str, tuple[Samples, float, str]]
+) -> tuple[str, list[dict[str, Any]]]:
+    """The goals table: per goal its median ratio, the spread of its samples, the target and the
+    verdict (``verdict``). ``runs`` are the suite's processes; ``extra`` the goals measured
+    outside the suite, with their samples, target and sense."""
+    lines = ["| goal | median | spread | target | met |", "|---|---|---|---|---|"]
     records: list[dict[str, Any]] = []
-    items: list[tuple[str, float | None, float, str]] = []
-    for label, num, den, target, sense in GOALS:
-        items.append((label, ratio(num, den), target, sense))
-    for label, (measured, target, sense) in extra.items():
-        items.append((label, measured, target, sense))
-    for label, value, target, sense in items:
-        if value is None:
-            met = "not measured"
-        else:
-            met = "yes" if (value <= target if sense == "le" else value >= target) else "no"
+    items: list[tuple[str, Samples, float, str]] = []
+    per_process = goal_samples(runs)
+    for label, _, _, target, sense in GOALS:
+        items.append((label, per_process[label], target, sense))
+    for label, (samples, target, sense) in extra.items():
+        items.append((label, samples, target, sense))
+    for label, samples, target, sense in items:
+        met = verdict(samples.values, target, sense)
+        value = samples.median() if samples.values else None
         sign = "<=" if sense == "le" else ">="
         shown = f"{value:.2f}x" if value is not None else "-"
-        lines.append(f"| {label} | {shown} | {sign} {target}x | {met} |")
-        records.append({"goal": label, "ratio": value, "target": target, "sense": sense, "met": met})
+        spread = samples.spread() if samples.values else "-"
+        lines.append(f"| {label} | {shown} | {spread} | {sign} {target}x | {met} |")
+        records.append(
+            {
+                "goal": label,
+                "ratio": value,
+                "samples": samples.values,
+                "samples_over": samples.over,
+                "target": target,
+                "sense": sense,
+                "met": met,
+            }
+        )
     return "\n".join(lines), records
 
 
@@ -433,6 +504,60 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+IMPORTED = ("msgspec", "oasst_shared.schemas.inference", "oasst_shared.schemas.protocol")
+"""The modules whose cold import time is measured (the first is the baseline)."""
+
+
+def import_samples(rounds: int) -> dict[str, list[float]]:
+    """Cold import seconds of each module of ``IMPORTED``, one fresh interpreter per module and
+    round, the modules taken in turn in each round (so a slow period hits them alike)."""
+    from benchmarks import measure
+
+    found: dict[str, list[float]] = {module: [] for module in IMPORTED}
+    for _ in range(rounds):
+        for module in IMPORTED:
+            found[module].append(measure.import_seconds(module, runs=1))
+    return found
+
+
+def memory_samples(repeats: int) -> list[dict[str, int]]:
+    """``measure.work_request_memory()`` ``repeats`` times (bytes counted: the same each time
+    unless something allocates lazily)."""
+    from benchmarks import measure
+
+    return [measure.work_request_memory() for _ in range(repeats)]
+
+
+def stream_samples(tokens: int, repeats: int) -> list[dict[str, float]]:
+    """Tokens per second of each flavour, ``repeats`` times (each the best of two rounds, one
+    per order of the flavours)."""
+    from benchmarks import streaming
+
+    return [streaming.tokens_per_second(tokens, rounds=2) for _ in range(repeats)]
+
+
+GOALS_NOTE = (
+    "median, spread: of the goal's ratio taken within each process against its baseline in that "
+    "process; the table of cases divides lowest medians, which may come from different processes."
+)
+"""Printed under the goals table: why its figures differ from the ratios of the table of cases."""
+
+
+def run_header(quick: bool, passes: int) -> str:
+    """The first line of the summary: which kind of run this was, and what a verdict means."""
+    if quick:
+        kind = (
+            f"QUICK RUN (make bench): short timings, {passes} processes of the suite. "
+            "For the figures the docs quote, run the full report: python -m benchmarks.report"
+        )
+    else:
+        kind = f"FULL RUN: long timings, {passes} processes of the suite."
+    return (
+        f"{kind}\nA goal is met (yes) or missed (no) only when all its samples, at least {MIN_SAMPLES}, "
+        'agree; "within noise" when they fall on both sides of the target.'
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short run (under a minute)")
@@ -449,17 +574,18 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat",
         type=int,
         default=0,
-        help="runs of the suite; each case keeps its lowest median (default 2, full 3)",
+        help=f"processes of the suite; each case keeps its lowest median, each goal a ratio per process "
+        f"(default {PASSES[True]} quick, {PASSES[False]} full)",
     )
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
-    from benchmarks import measure, streaming
+    from benchmarks import measure
 
     found = versions()
     where = machine()
     mode = "quick" if args.quick else "full"
-    repeats = args.repeat or (2 if args.quick else 3)
+    repeats = args.repeat or PASSES[args.quick]
     raw_path: Path = args.raw
     raw_path.parent.mkdir(parents=True, exist_ok=True)
     print(
@@ -483,45 +609,57 @@ def main(argv: list[str] | None = None) -> int:
     rows = best_medians(runs)
 
     with phase("memory of a decoded WorkRequest"):
-        memory = measure.work_request_memory()
+        memories = memory_samples(MIN_SAMPLES)
     with phase("cold import times"):
-        imports = measure.import_costs(runs=5 if args.quick else 9)
-    stream: dict[str, float] = {}
+        imports = import_samples(5 if args.quick else 9)
+    streams: list[dict[str, float]] = []
     if not args.no_stream:
         with phase("token stream websocket -> SSE"):
-            stream = streaming.tokens_per_second(1000 if args.quick else 5000)
+            streams = stream_samples(1000 if args.quick else 5000, MIN_SAMPLES)
     with phase("bare timeit loop"):
         bare = measure.bare_peek_times(rounds=5 if args.quick else 9)
 
-    extra: dict[str, tuple[float, float, str]] = {
+    memory = memories[0]
+    base = IMPORTED[0]
+    extra: dict[str, tuple[Samples, float, str]] = {
         "import oasst_shared.schemas.inference / import msgspec": (
-            imports["oasst_shared.schemas.inference"] / imports["msgspec"],
+            Samples(
+                [a / b for a, b in zip(imports[IMPORTED[1]], imports[base], strict=True)], "interpreters"
+            ),
             1.5,
             "le",
         ),
-        "decoded WorkRequest memory / orjson dicts": (memory["struct"] / memory["orjson"], 0.7, "le"),
+        "decoded WorkRequest memory / orjson dicts": (
+            Samples([m["struct"] / m["orjson"] for m in memories], "repetitions"),
+            0.7,
+            "le",
+        ),
     }
+    stream = {name: max(s[name] for s in streams) for name in streams[0]} if streams else {}
     if "view" in stream:
         extra["token stream: struct tokens/s / view tokens/s"] = (
-            stream["struct"] / stream["view"],
+            Samples([s["struct"] / s["view"] for s in streams], "repetitions"),
             1.0,
             "ge",
         )
 
     text, records = table(rows)
-    goal_text, goal_records = goals(rows, extra)
+    goal_text, goal_records = goals(runs, extra)
     bound_text, bound_records = bounds(rows)
     print()
+    print(run_header(args.quick, repeats))
     print(f"Machine: {where}")
     print(f"Versions: {versions_line(found)}")
     print(
-        f"Run: {mode}, {repeats} passes of the suite, each case keeps its lowest median; "
-        f"pytest-benchmark's per-case tables: {_shown(raw_path)}"
+        f"Run: {mode}, {repeats} processes of the suite; a case's time is its lowest median over them, "
+        f"a goal's figure the median of its per-process ratios; pytest-benchmark's per-case tables: "
+        f"{_shown(raw_path)}"
     )
     print()
     print(text)
     print()
     print(goal_text)
+    print(GOALS_NOTE)
     print()
     print(bound_text)
     print()
@@ -529,11 +667,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     mem_line = ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in memory.items())
     print(f"Memory of one decoded 20-message WorkRequest: {mem_line}")
-    imp_line = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in imports.items())
+    imp_line = ", ".join(f"{k} {min(v) * 1e3:.1f} ms" for k, v in imports.items())
     print(f"Cold import (best of runs): {imp_line}")
     if stream:
         print(
-            "Token stream websocket -> SSE (tokens/s, best of 4): "
+            f"Token stream websocket -> SSE (tokens/s, best of {2 * len(streams)}): "
             + ", ".join(f"{k} {v:,.0f}" for k, v in stream.items())
         )
     sys.stdout.flush()
@@ -550,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
                     "bounds": bound_records,
                     "bare_loop_seconds": bare,
                     "memory_bytes": memory,
-                    "import_seconds": imports,
+                    "import_seconds": {k: min(v) for k, v in imports.items()},
                     "stream_tokens_per_second": stream,
                 },
                 indent=2,

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from benchmarks import measure, report
-from benchmarks.report import Row, bare_table, best_medians, bounds, goals, table
+from benchmarks.report import Row, Samples, bare_table, best_medians, bounds, goals, table, verdict
 
 MEASURED = ("msgspec", "orjson", "pydantic")
 
@@ -44,14 +44,66 @@ def test_table_ratios() -> None:
 
 
 def test_goals_met_and_missed() -> None:
-    text, records = goals(rows(), {"import / msgspec": (1.6, 1.5, "le")})
+    extra = {"import / msgspec": (Samples([1.6, 1.7, 1.65], "interpreters"), 1.5, "le")}
+    text, records = goals([rows(), rows(), rows()], extra)
     by_goal = {r["goal"]: r for r in records}
     assert by_goal["token decode / orjson.loads"]["met"] == "yes"  # 0.5 <= 0.75
     assert by_goal["token decode: view / struct"]["met"] == "yes"  # 5.0 >= 3
     assert by_goal["relay: decode+encode / peek+forward"]["ratio"] == 5.0
     assert by_goal["WorkRequest decode / orjson.loads"]["met"] == "not measured"
     assert by_goal["import / msgspec"]["met"] == "no"
-    assert "| import / msgspec | 1.60x | <= 1.5x | no |" in text
+    assert by_goal["import / msgspec"]["samples"] == [1.6, 1.7, 1.65]
+    assert "| import / msgspec | 1.65x | 1.60-1.70x over 3 interpreters | <= 1.5x | no |" in text
+    assert "| token decode / orjson.loads | 0.50x | 0.50-0.50x over 3 processes | <= 0.75x | yes |" in text
+    assert "| WorkRequest decode / orjson.loads | - | - | <= 0.8x | not measured |" in text
+
+
+@pytest.mark.parametrize(
+    ("samples", "sense", "expected"),
+    [
+        ([0.70, 0.72, 0.74], "le", "yes"),
+        ([0.80, 0.90, 0.76], "le", "no"),
+        ([1.08, 0.73, 0.70], "le", "within noise"),  # the two back-to-back quick runs of issue 26
+        ([2.78, 4.20, 3.50], "ge", "within noise"),
+        ([3.10, 4.20, 3.50], "ge", "yes"),
+        ([0.70, 0.71], "le", "too few samples"),
+        ([0.70, 0.80], "le", "within noise"),
+        ([], "le", "not measured"),
+    ],
+)
+def test_a_verdict_needs_every_sample_on_one_side(samples: list[float], sense: str, expected: str) -> None:
+    assert verdict(samples, 0.75 if sense == "le" else 3.0, sense) == expected
+
+
+def _decode_pass(struct_ns: float, orjson_ns: float, view_ns: float) -> list[Row]:
+    return [
+        Row("TokenResponse", "decode", "struct", struct_ns * 1e-9),
+        Row("TokenResponse", "decode", "orjson", orjson_ns * 1e-9),
+        Row("TokenResponse", "decode", "view", view_ns * 1e-9),
+    ]
+
+
+def test_a_goal_is_a_ratio_per_process_and_straddling_ones_are_within_noise() -> None:
+    # Each process's ratio against its own baseline: 0.75, 0.5, 1.0 (the lowest medians of the
+    # three would make 200 / 400 = 0.5, numerator and denominator from different processes).
+    runs = [_decode_pass(300, 400, 1200), _decode_pass(200, 400, 800), _decode_pass(500, 500, 1100)]
+    text, records = goals(runs, {})
+    by_goal = {r["goal"]: r for r in records}
+    decode = by_goal["token decode / orjson.loads"]
+    assert decode["samples"] == [0.75, 0.5, 1.0]
+    assert (decode["ratio"], decode["met"], decode["samples_over"]) == (0.75, "within noise", "processes")
+    assert (
+        "| token decode / orjson.loads | 0.75x | 0.50-1.00x over 3 processes | <= 0.75x | within noise |"
+        in text
+    )
+    view = by_goal["token decode: view / struct"]  # 4.0, 4.0, 2.2: one process below 3.0
+    assert (view["met"], round(view["ratio"], 2)) == ("within noise", 4.0)
+
+
+def test_samples_spread_names_what_was_sampled() -> None:
+    assert Samples([1.0, 1.25, 1.5], "repetitions").spread() == "1.00-1.50x over 3 repetitions"
+    assert Samples([0.5], "processes").spread() == "0.50-0.50x over 1 process"
+    assert Samples([0.5], "interpreters").spread() == "0.50-0.50x over 1 interpreter"
 
 
 def test_best_medians_keeps_the_lowest_per_case() -> None:
@@ -62,7 +114,7 @@ def test_best_medians_keeps_the_lowest_per_case() -> None:
 
 
 def test_peek_goal_and_its_bounds() -> None:
-    _, records = goals(rows(), {})
+    _, records = goals([rows(), rows(), rows()], {})
     peek = next(r for r in records if r["goal"] == "envelope peek / orjson.loads")
     assert (peek["ratio"], peek["met"]) == (0.6, "no")  # 150 / 250 > 0.35
     text, found = bounds(rows())
@@ -116,11 +168,12 @@ def _fake_measurements(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(report, "run_suite", fake_suite)
     monkeypatch.setattr(measure, "work_request_memory", lambda: {"struct": 300, "orjson": 500})
-    monkeypatch.setattr(
-        measure,
-        "import_costs",
-        lambda runs: {"msgspec": 0.02, "oasst_shared.schemas.inference": 0.025},
-    )
+    imports = {
+        "msgspec": 0.02,
+        "oasst_shared.schemas.inference": 0.025,
+        "oasst_shared.schemas.protocol": 0.05,
+    }
+    monkeypatch.setattr(measure, "import_seconds", lambda module, runs: imports[module])
     monkeypatch.setattr(
         measure,
         "bare_peek_times",
@@ -144,19 +197,31 @@ def test_summary_json_and_chart_name_the_installed_versions(
     expected = installed()
     versions_text = ", ".join(f"{name} {version}" for name, version in expected.items())
 
-    # The terminal: the summary names machine and versions, the raw tables stay in the file.
+    # The terminal: the summary says it was the quick run and names machine and versions, the
+    # raw tables stay in the file.
+    assert stdout.lstrip().startswith("QUICK RUN (make bench): short timings, 3 processes of the suite.")
+    assert "full report: python -m benchmarks.report" in stdout
     assert f"Versions: {versions_text}\n" in stdout
     assert f"Machine: {report.machine()}\n" in stdout
-    assert "| token decode / orjson.loads | 0.50x | <= 0.75x | yes |" in stdout
+    assert "| token decode / orjson.loads | 0.50x | 0.50-0.50x over 3 processes | <= 0.75x | yes |" in stdout
+    assert (
+        "| import oasst_shared.schemas.inference / import msgspec | 1.25x | 1.25-1.25x over 5 interpreters "
+        "| <= 1.5x | yes |"
+    ) in stdout
+    assert "| decoded WorkRequest memory / orjson dicts | 0.60x | 0.60-0.60x over 3 repetitions |" in stdout
+    assert f"| yes |\n{report.GOALS_NOTE}\n" in stdout  # right under the goals table
+    assert "Cold import (best of runs): msgspec 20.0 ms, oasst_shared.schemas.inference 25.0 ms" in stdout
     assert "RAW PER-CASE TABLE" not in stdout + stderr
-    assert raw.read_text().endswith("RAW PER-CASE TABLE\nRAW PER-CASE TABLE\n")  # two quick passes
+    assert raw.read_text().endswith("RAW PER-CASE TABLE\n" * 3)  # three quick passes
     assert versions_text in raw.read_text()
     # A line per phase on stderr, with its time; none of them on stdout.
-    for label in ("pass 1/2: codec cases", "pass 2/2: codec cases", "cold import times", "bare timeit loop"):
+    for label in ("pass 1/3: codec cases", "pass 3/3: codec cases", "cold import times", "bare timeit loop"):
         assert re.search(rf"^{re.escape(label)}.* \.\.\. \d+\.\d s$", stderr, re.M), (label, stderr)
         assert f"{label} ..." not in stdout
 
     doc = json.loads(out_json.read_text())
+    assert (doc["quick"], doc["passes"]) == (True, 3)
+    assert {g["goal"]: g["met"] for g in doc["goals"]}["token decode / orjson.loads"] == "yes"
     assert doc["versions"] == {"python": expected["Python"], **{k: expected[k] for k in MEASURED}}
     assert doc["machine"] == report.machine()
 
@@ -213,7 +278,7 @@ def test_a_failing_pass_names_the_raw_file(
     assert str(raw) in str(exc.value)
     assert "benchmark suite failed (exit 1)" in str(exc.value)
     _, stderr = capfd.readouterr()
-    assert "pass 1/2: codec cases (pytest-benchmark) ... failed after" in stderr
+    assert "pass 1/3: codec cases (pytest-benchmark) ... failed after" in stderr
     assert "E   AssertionError: case broke" in stderr  # the tail of the raw output is shown
 
 
@@ -226,3 +291,18 @@ def test_phase_reports_time_and_failure() -> None:
     with pytest.raises(ValueError), report.phase("step two", out):
         raise ValueError("boom")
     assert re.fullmatch(r"step two \.\.\. failed after \d+\.\d s\n", out.getvalue())
+
+
+def test_a_full_run_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _fake_measurements(monkeypatch)
+    assert report.main(["--no-stream", "--raw", str(tmp_path / "raw.txt"), "--repeat", "2"]) == 0
+    stdout, _ = capsys.readouterr()
+    assert stdout.lstrip().startswith("FULL RUN: long timings, 2 processes of the suite.")
+    assert "QUICK" not in stdout
+    # two processes are too few for a verdict, however well they agree
+    assert (
+        "| token decode / orjson.loads | 0.50x | 0.50-0.50x over 2 processes | <= 0.75x | too few samples |"
+        in stdout
+    )

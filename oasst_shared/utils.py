@@ -30,10 +30,10 @@ __all__ = [
 DELETED_USER_DISPLAY_NAME = "Deleted User"
 DELETED_USER_ID_PREFIX = "deleted_"
 
-_DEBUG = 10  # logging.DEBUG, without importing logging
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
+P = ParamSpec("P")
+"""The parameters of a function ``log_timing`` decorates (a type variable of its signature)."""
+R = TypeVar("R")
+"""What a function ``log_timing`` decorates returns (a type variable of its signature)."""
 
 
 def utcnow() -> datetime:
@@ -102,38 +102,39 @@ def _log_call(func: Callable[..., Any], elapsed: float, kwargs: dict[str, Any] |
 
 
 @overload
-def log_timing(func: Callable[_P, _R], /) -> Callable[_P, _R]: ...
+def log_timing(func: Callable[P, R], /) -> Callable[P, R]: ...
 
 
 @overload
 def log_timing(
-    func: None = None, /, *, log_kwargs: bool = False, level: int = _DEBUG
-) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]: ...
+    func: None = None, /, *, log_kwargs: bool = False, level: int = 10
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
 def log_timing(
-    func: Callable[_P, _R] | None = None,
+    func: Callable[P, R] | None = None,
     /,
     *,
     log_kwargs: bool = False,
-    level: int = _DEBUG,
-) -> Callable[_P, _R] | Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    level: int = 10,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Log how long each call of the decorated function (sync or async) took.
 
     Usable bare (``@log_timing``) or with options (``@log_timing(log_kwargs=True, level=...)``).
-    Logs through the stdlib logger of the function's module, at DEBUG unless told otherwise.
+    Logs through the stdlib logger of the function's module, at ``level``: 10 is ``logging.DEBUG``
+    (the number, so that importing this module does not import ``logging``).
     ``log_kwargs`` adds the call's keyword arguments: they may hold user data, so keep such
     loggers at DEBUG.
     """
 
     import functools
 
-    def decorate(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         if inspect.iscoroutinefunction(fn):
-            async_fn: Callable[_P, Awaitable[Any]] = fn
+            async_fn: Callable[P, Awaitable[Any]] = fn
 
             @functools.wraps(fn)
-            async def async_wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Any:
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 start = time.perf_counter()
                 try:
                     return await async_fn(*args, **kwargs)
@@ -143,7 +144,7 @@ def log_timing(
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(fn)
-        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)

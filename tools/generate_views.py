@@ -84,6 +84,7 @@ class _Imports:
 
     names: dict[str, set[str]] = field(default_factory=dict)  # module -> names (from-imports)
     modules: dict[str, str] = field(default_factory=dict)  # module -> alias (import x as y)
+    plain: set[str] = field(default_factory=set)  # modules imported as they are (import x.y)
 
     def add(self, module: str, name: str) -> str:
         self.names.setdefault(module, set()).add(name)
@@ -96,6 +97,7 @@ class _Imports:
     def render(self) -> list[str]:
         """One statement per module; ruff sorts, merges and wraps them (see ``generate_module``)."""
         lines = [f"import {module} as {alias}" for module, alias in sorted(self.modules.items())]
+        lines += [f"import {module}" for module in sorted(self.plain)]
         lines += [
             f"from {module} import {', '.join(sorted(names))}" for module, names in sorted(self.names.items())
         ]
@@ -224,11 +226,10 @@ class _ModuleWriter:
             return self.type_ref(factory)
         if not isinstance(factory, FunctionType):
             raise NotImplementedError(f"{owner.__name__}: unsupported default factory {factory!r}")
-        module = factory.__module__
-        if module == self.core.__name__:
-            ref = f"{_CORE_ALIAS}.{factory.__name__}"
-        else:
-            ref = self.imports.add(module, factory.__name__)
+        if factory.__name__.startswith("_"):
+            # the API reference shows the field's default: it must not name a private function
+            raise NotImplementedError(f"{owner.__name__}: default factory {factory.__qualname__} is private")
+        ref = self.imports.add(factory.__module__, factory.__name__)
         produced = factory()  # what the factory builds: a struct is handed out as its view
         if isinstance(produced, OasstStruct):
             return f"lambda: {self.type_ref(type(produced))}.from_struct({ref}())"
@@ -484,11 +485,17 @@ class _ModuleWriter:
 
     # ------------------------------------------------------------------------- re-exports
 
+    def core_ref(self, name: str) -> str:
+        """The core module's ``name`` by its full path: a constant's value, which the API reference
+        shows, names no private alias."""
+        self.imports.plain.add(self.core.__name__)
+        return f"{self.core.__name__}.{name}"
+
     def constant_source(self, name: str, value: Any) -> list[str] | None:
         """A module constant holding structs, rebuilt from views; ``None`` for plain re-exports."""
         if isinstance(value, OasstStruct):
             view = self.type_ref(type(value))
-            return [f"{name}: {view} = {view}.from_struct({_CORE_ALIAS}.{name})"]
+            return [f"{name}: {view} = {view}.from_struct({self.core_ref(name)})"]
         if isinstance(value, dict) and value and all(isinstance(v, OasstStruct) for v in value.values()):
             kinds = {type(v) for v in value.values()}
             keys = {type(k) for k in value}
@@ -497,7 +504,7 @@ class _ModuleWriter:
             view = self.type_ref(kinds.pop())
             return [
                 f"{name}: dict[str, {view}] = {{",
-                f"{INDENT}key: {view}.from_struct(value) for key, value in {_CORE_ALIAS}.{name}.items()",
+                f"{INDENT}key: {view}.from_struct(value) for key, value in {self.core_ref(name)}.items()",
                 "}",
             ]
         if isinstance(value, list | tuple | set) and any(isinstance(v, OasstStruct) for v in value):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import ClassVar, cast
 
+import oasst_shared.model_configs
 import oasst_shared.model_configs as _core
 from oasst_compat._base import OasstModel
 from oasst_shared.schemas.base import OasstStruct
@@ -47,5 +48,5 @@ class ModelConfig(OasstModel):
 
 
 MODEL_CONFIGS: dict[str, ModelConfig] = {
-    key: ModelConfig.from_struct(value) for key, value in _core.MODEL_CONFIGS.items()
+    key: ModelConfig.from_struct(value) for key, value in oasst_shared.model_configs.MODEL_CONFIGS.items()
 }

@@ -11,7 +11,7 @@ import logging
 import math
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -43,7 +43,6 @@ __all__ = ["BaseApiClient", "QueryValue", "encode_body", "path_segment", "user_h
 logger = logging.getLogger("oasst_shared.api_client")
 
 T = TypeVar("T")
-_C = TypeVar("_C", bound="BaseApiClient")
 
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
@@ -117,7 +116,7 @@ class BaseApiClient:
             logger.debug("Closing OasstApiClient session")
             await self.session.aclose()
 
-    async def __aenter__(self: _C) -> _C:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

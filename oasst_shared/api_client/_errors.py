@@ -52,6 +52,11 @@ __all__ = [
 ]
 
 
+_PUBLIC_MODULE = "oasst_shared.api_client"
+"""The module the error classes are imported from: their ``__module__``, so that tracebacks and
+reprs name it (and pickles refer to it) instead of this private one."""
+
+
 def http_status_of(status: int) -> HTTPStatus:
     """``HTTPStatus(status)``, or the closest standard status for a non-standard number."""
     try:
@@ -115,6 +120,8 @@ class OasstApiError(OasstError):
     ``[redacted]`` in ``http_request`` (and ``http_response.request``): an error can be logged,
     pickled or sent on without leaking the API key.
     """
+
+    __module__ = _PUBLIC_MODULE
 
     http_request: httpx.Request | None
     http_response: httpx.Response | None
@@ -197,6 +204,8 @@ class OasstApiStatusError(OasstApiError):
     message with a short excerpt of the body.
     """
 
+    __module__ = _PUBLIC_MODULE
+
     backend_error_code: int | None
 
     def __init__(
@@ -215,25 +224,37 @@ class OasstApiStatusError(OasstApiError):
 class OasstApiAuthError(OasstApiStatusError):
     """401 or 403: the API key (or the user header / bearer token) was refused."""
 
+    __module__ = _PUBLIC_MODULE
+
 
 class OasstApiNotFoundError(OasstApiStatusError):
     """404."""
+
+    __module__ = _PUBLIC_MODULE
 
 
 class OasstApiValidationError(OasstApiStatusError):
     """422: the backend rejected the request's parameters or body."""
 
+    __module__ = _PUBLIC_MODULE
+
 
 class OasstApiRateLimitError(OasstApiStatusError):
     """429, after the retries allowed by ``max_retries`` and the timeout."""
+
+    __module__ = _PUBLIC_MODULE
 
 
 class OasstApiServerError(OasstApiStatusError):
     """A 5xx answer."""
 
+    __module__ = _PUBLIC_MODULE
+
 
 class OasstApiResponseError(OasstApiError):
     """A success status with a body that is not what the endpoint returns (or no body)."""
+
+    __module__ = _PUBLIC_MODULE
 
 
 class OasstApiConnectionError(OasstApiError):
@@ -242,6 +263,8 @@ class OasstApiConnectionError(OasstApiError):
     ``request_sent`` is False when the request certainly never reached the backend (the
     connection could not be made), so even a non-idempotent request is safe to send again.
     """
+
+    __module__ = _PUBLIC_MODULE
 
     request_sent: bool
     default_http_status = HTTPStatus.SERVICE_UNAVAILABLE
@@ -261,6 +284,8 @@ class OasstApiConnectionError(OasstApiError):
 
 class OasstApiTimeoutError(OasstApiConnectionError):
     """No complete answer within the timeout (retries and waits included)."""
+
+    __module__ = _PUBLIC_MODULE
 
     default_http_status = HTTPStatus.GATEWAY_TIMEOUT
 

@@ -27,6 +27,7 @@ __all__ = [
     "NOTHING_SENT",
     "deadline_error",
     "excerpt",
+    "origin",
     "response_error",
     "status_error",
     "too_large_error",
@@ -140,20 +141,39 @@ def deadline_error(request: httpx.Request, timeout: float) -> OasstApiTimeoutErr
     return OasstApiTimeoutError(f"no complete answer within the timeout of {timeout:g} s", request=request)
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: httpx.URL) -> str:
+    """``scheme://host:port`` of ``url``, the port always shown (the scheme's default when the URL
+    gives none) and never any user or password: what a connection error names."""
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    port = url.port if url.port is not None else _DEFAULT_PORTS.get(url.scheme)
+    return f"{url.scheme}://{host}:{port}" if port is not None else f"{url.scheme}://{host}"
+
+
 def transport_error(exc: httpx.TransportError, request: httpx.Request) -> OasstApiConnectionError:
-    """A connection failure or a transport timeout; ``request_sent`` tells whether it left."""
+    """A connection failure or a transport timeout; ``request_sent`` tells whether it left.
+
+    The message names the server tried (``scheme://host:port``) and httpx's reason.
+    """
     request_sent = not isinstance(exc, NOTHING_SENT)
     detail = str(exc) or type(exc).__name__
+    server = origin(request.url)
     error: OasstApiConnectionError
     if isinstance(exc, httpx.TimeoutException):
         error = OasstApiTimeoutError(
-            f"timed out ({type(exc).__name__}: {detail})", request=request, request_sent=request_sent
+            f"timed out talking to {server} ({type(exc).__name__}: {detail})",
+            request=request,
+            request_sent=request_sent,
         )
     elif not request_sent:
-        error = OasstApiConnectionError(f"could not connect ({detail})", request=request, request_sent=False)
+        error = OasstApiConnectionError(
+            f"could not connect to {server} ({detail})", request=request, request_sent=False
+        )
     else:
         error = OasstApiConnectionError(
-            f"connection failed before the answer was complete ({type(exc).__name__}: {detail})",
+            f"connection to {server} failed before the answer was complete ({type(exc).__name__}: {detail})",
             request=request,
         )
     error.__cause__ = exc

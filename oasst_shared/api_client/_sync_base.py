@@ -12,7 +12,7 @@ import contextlib
 import weakref
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from oasst_shared.api_client._client import OasstApiClient
 
 T = TypeVar("T")
-_S = TypeVar("_S", bound="SyncClientBase")
 
 
 def _shutdown(stack: contextlib.ExitStack, portal: BlockingPortal, client: OasstApiClient) -> None:
@@ -74,7 +73,7 @@ class SyncClientBase:
         call it (or use ``with``) after the last request has returned."""
         self._finalizer()
 
-    def __enter__(self: _S) -> _S:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

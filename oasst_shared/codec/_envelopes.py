@@ -42,7 +42,7 @@ class WorkerRequestEnvelope(OasstStruct, kw_only=True, gc=False):
     id: str | None = None
 
 
-def _envelope_union(union: Any, base: type[OasstStruct]) -> Any:
+def envelope_union(union: Any, base: type[OasstStruct]) -> Any:
     """A tagged union of ``base`` subclasses, one per member of ``union`` with its tag."""
     members = []
     for member in typing.get_args(union):
@@ -63,7 +63,7 @@ def _envelope_union(union: Any, base: type[OasstStruct]) -> Any:
     return Union[tuple(members)]
 
 
-WorkerResponseEnvelopes = _envelope_union(inference.WorkerResponse, WorkerResponseEnvelope)
+WorkerResponseEnvelopes = envelope_union(inference.WorkerResponse, WorkerResponseEnvelope)
 """The tagged union of ``WorkerResponseEnvelope`` subclasses, one per ``WorkerResponse`` member."""
-WorkerRequestEnvelopes = _envelope_union(inference.WorkerRequest, WorkerRequestEnvelope)
+WorkerRequestEnvelopes = envelope_union(inference.WorkerRequest, WorkerRequestEnvelope)
 """The tagged union of ``WorkerRequestEnvelope`` subclasses, one per ``WorkerRequest`` member."""

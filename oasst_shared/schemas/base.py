@@ -24,7 +24,7 @@ import keyword
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
 import msgspec
@@ -32,8 +32,6 @@ import msgspec
 from oasst_shared._decode_errors import DECODE_ERRORS, as_msgspec_error
 
 __all__ = ["OasstStruct"]
-
-_S = TypeVar("_S", bound="OasstStruct")
 
 # Values that ``.dict()`` keeps as Python objects, like pydantic's ``.dict()`` does.
 _PASSTHROUGH = (datetime, date, time, timedelta, UUID, Decimal, bytes)
@@ -152,7 +150,7 @@ class OasstStruct(msgspec.Struct, metaclass=_OasstStructMeta, kw_only=True):
     if TYPE_CHECKING:
 
         @classmethod
-        def new(cls: type[_S], *args: Any, **kwargs: Any) -> _S:
+        def new(cls, *args: Any, **kwargs: Any) -> Self:
             """Build the struct through msgspec's constructor alone (no tag keyword)."""
             ...
 
@@ -170,7 +168,7 @@ class OasstStruct(msgspec.Struct, metaclass=_OasstStructMeta, kw_only=True):
         return _json_encoder.encode(self).decode()
 
     @classmethod
-    def parse_obj(cls: type[_S], obj: Any) -> _S:
+    def parse_obj(cls, obj: Any) -> Self:
         """Build and validate from a mapping (as decoded from JSON, or with Python values).
 
         Invalid input raises ``msgspec.ValidationError`` naming the path (see ``parse_raw``).
@@ -183,7 +181,7 @@ class OasstStruct(msgspec.Struct, metaclass=_OasstStructMeta, kw_only=True):
             raise as_msgspec_error(exc, None, cls.__name__) from None
 
     @classmethod
-    def parse_raw(cls: type[_S], data: str | bytes | bytearray | memoryview) -> _S:
+    def parse_raw(cls, data: str | bytes | bytearray | memoryview) -> Self:
         """Decode and validate a JSON document (``str`` or bytes).
 
         Invalid input raises ``msgspec.ValidationError`` (wrong content) or
@@ -200,7 +198,7 @@ class OasstStruct(msgspec.Struct, metaclass=_OasstStructMeta, kw_only=True):
         except DECODE_ERRORS as exc:
             raise as_msgspec_error(exc, data, cls.__name__) from None
 
-    def copy(self: _S, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> _S:
+    def copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A copy, with the fields in ``update`` replaced (not validated, as in pydantic v1)."""
         obj = _copy.deepcopy(self) if deep else self
         return msgspec.structs.replace(obj, **(update or {}))

@@ -358,7 +358,8 @@ class SafetyResponse(OasstStruct, kw_only=True, gc=False):
 # ---------------------------------------------------------------------- requests to workers
 
 
-def _new_request_id() -> str:
+def new_request_id() -> str:
+    """A new ``WorkerRequestBase.id``: a random UUID, as text."""
     return str(uuid4())
 
 
@@ -367,7 +368,7 @@ class WorkerRequestBase(OasstStruct, kw_only=True):
 
     request_type: ClassVar[str]
 
-    id: str = field(default_factory=_new_request_id)
+    id: str = field(default_factory=new_request_id)
 
 
 class WorkRequest(WorkerRequestBase, kw_only=True, tag_field="request_type", tag="work"):

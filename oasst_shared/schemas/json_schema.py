@@ -43,9 +43,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import types as _types
 import typing
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Final
 
 import msgspec
@@ -99,7 +99,7 @@ class SchemaDeviation:
     """Required in the reference's schema, optional (or absent) in ours."""
 
 
-def _schema_deviations() -> dict[str, SchemaDeviation]:
+def schema_deviations() -> dict[str, SchemaDeviation]:
     """The registry's known differences that change a schema's required set, per message."""
     found: dict[str, SchemaDeviation] = {}
     for d in KNOWN_DIFFERENCES:
@@ -110,7 +110,7 @@ def _schema_deviations() -> dict[str, SchemaDeviation]:
     return found
 
 
-SCHEMA_DEVIATIONS: Final[Mapping[str, SchemaDeviation]] = _types.MappingProxyType(_schema_deviations())
+SCHEMA_DEVIATIONS: Final[Mapping[str, SchemaDeviation]] = MappingProxyType(schema_deviations())
 """Per dotted message name, the known differences of its required set from the reference's
 (derived from ``schemas._registry.KNOWN_DIFFERENCES``)."""
 

@@ -255,14 +255,15 @@ class RatingScale(OasstStruct, kw_only=True, gc=False):
     max: int
 
 
-def _default_rating_scale() -> RatingScale:
+def default_rating_scale() -> RatingScale:
+    """The rating scale of a task that names none: 1 to 5."""
     return RatingScale(min=1, max=5)
 
 
 class AbstractRatingTask(Task, kw_only=True):
     """Base of the tasks that ask for a rating on ``scale``; never sent on its own."""
 
-    scale: RatingScale = field(default_factory=_default_rating_scale)
+    scale: RatingScale = field(default_factory=default_rating_scale)
 
 
 class RateSummaryTask(AbstractRatingTask, kw_only=True, tag_field="type", tag="rate_summary"):

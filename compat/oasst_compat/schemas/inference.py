@@ -25,6 +25,7 @@ from oasst_shared.schemas.inference import (
     MessageState,
     ReportType,
     make_seed,
+    new_request_id,
 )
 from oasst_shared.utils import utcnow
 
@@ -305,7 +306,7 @@ class WorkParameters(OasstModel):
     model_config_: ModelConfig = Field(alias="model_config")
     sampling_parameters: SamplingParameters = Field(default_factory=SamplingParameters)
     do_sample: bool = True
-    seed: int = Field(default_factory=_core.make_seed)
+    seed: int = Field(default_factory=make_seed)
     system_prompt: str | None = None
     user_profile: str | None = None
     user_response_instructions: str | None = None
@@ -414,7 +415,7 @@ class WorkerRequestBase(OasstModel):
 
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.WorkerRequestBase
 
-    id: str = Field(default_factory=_core._new_request_id)
+    id: str = Field(default_factory=new_request_id)
 
 
 class WorkRequest(WorkerRequestBase):

@@ -30,6 +30,7 @@ from oasst_shared.schemas.protocol import (
     LabelWidget,
     TaskRequestType,
     TextLabel,
+    default_rating_scale,
 )
 
 __all__ = [
@@ -344,7 +345,7 @@ class AbstractRatingTask(Task):
 
     __oasst_struct__: ClassVar[type[OasstStruct]] = _core.AbstractRatingTask
 
-    scale: RatingScale = Field(default_factory=lambda: RatingScale.from_struct(_core._default_rating_scale()))
+    scale: RatingScale = Field(default_factory=lambda: RatingScale.from_struct(default_rating_scale()))
 
 
 class RateSummaryTask(AbstractRatingTask):
