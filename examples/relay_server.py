@@ -2,7 +2,9 @@
 
 * :func:`handle_worker` is the worker websocket handler: it takes message ids from the work queue
   ``work:{compat_hash}``, sends the worker a ``WorkRequest`` for each, and relays what the worker
-  sends back into ``message:{message_id}``, forwarding token frames as the same bytes.
+  sends back into ``message:{message_id}``, forwarding token frames as the same bytes. A frame
+  goes only to the message this connection dispatched its request for (:class:`DispatchedWork`);
+  any other is dropped and logged, so a worker can never write into another chat.
 * :func:`message_events` is the chat's event stream handler: it reads ``message:{message_id}``
   and writes the reference's Server-Sent Events (``pending`` with the queue position while
   waiting, then ``token`` ... and a final ``message`` or ``error``).
@@ -12,28 +14,44 @@ so any framework can wrap them: FastAPI's ``websocket.iter_bytes()`` / ``websock
 an ``EventSourceResponse`` fed from a queue, etc. A :class:`MessageStore` stands in for the
 reference's database (start, complete and abort work on a message).
 
-Run the demo (K fake workers and K chats through a real Redis)::
+Run the demo (K fake workers and K chats through a real Redis) with the project's venv
+(``make install`` builds it), from the repository root::
 
-    python examples/relay_server.py           # starts a redis-server (tests/support/redis_server.py)
-    python examples/relay_server.py redis://127.0.0.1:6379/0
+    .venv/bin/python examples/relay_server.py --help
+    .venv/bin/python examples/relay_server.py                  # a redis-server of its own
+    .venv/bin/python examples/relay_server.py redis://127.0.0.1:6379/0   # yours (make redis)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import logging
+import os
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
-import msgspec
+try:
+    import msgspec
 
-from oasst_shared import codec
-from oasst_shared.model_configs import ModelConfig
-from oasst_shared.relay import Publisher, Relay, RelayError
-from oasst_shared.schemas import inference
+    from oasst_shared import codec
+    from oasst_shared.model_configs import ModelConfig
+    from oasst_shared.relay import Publisher, Relay, RelayConnectionError, RelayDataLossError, RelayError
+    from oasst_shared.schemas import inference
+except ImportError as exc:
+    if __name__ != "__main__":
+        raise
+    sys.exit(
+        f"{Path(sys.argv[0]).name}: {exc}. Run it with the project's venv: "
+        "`make install`, then `.venv/bin/python examples/relay_server.py`"
+    )
+
+log = logging.getLogger("relay_server")
 
 Send = Callable[[bytes], Awaitable[None]]
 
@@ -128,6 +146,52 @@ def build_work_request(message: inference.MessageRead) -> inference.WorkRequest:
 # ------------------------------------------------------------------------- the worker handler
 
 
+class DispatchedWork:
+    """One worker connection's work in flight: the id of each ``WorkRequest`` it sent -> its message.
+
+    A worker's frame names its request by ``request_id``, a value the worker chooses. The handler
+    routes a frame only to the message this connection dispatched that request for, and drops
+    (and logs, without the frame's text) every other one: a worker holding an API key must not be
+    able to write into a chat whose message or request id it has learnt. The reference server
+    keeps the same map per connection (``work_request_map`` in ``routes/workers.py``).
+    """
+
+    def __init__(self) -> None:
+        self._messages: dict[str, str] = {}
+        self.relayed = 0
+        """Frames published to a message of this connection."""
+        self.dropped = 0
+        """Frames dropped: not a ``WorkerResponse``, or for a request not dispatched here."""
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def add(self, request_id: str, message_id: str) -> None:
+        """This connection sent the worker request ``request_id`` for ``message_id``."""
+        self._messages[request_id] = message_id
+
+    def message_for(self, response_type: str, request_id: str | None) -> str | None:
+        """The message this connection dispatched ``request_id`` for, or None: then the frame
+        is counted as dropped and a warning is logged (its type and request id, never its text)."""
+        message_id = self._messages.get(request_id) if request_id is not None else None
+        if message_id is None:
+            self.drop(
+                "dropped a %s frame for request %.64r: not dispatched on this connection, or finished",
+                response_type,
+                request_id,
+            )
+        return message_id
+
+    def finish(self, request_id: str) -> None:
+        """The request ended (generated text or error): later frames naming it are dropped."""
+        self._messages.pop(request_id, None)
+
+    def drop(self, msg: str, *args: object) -> None:
+        """Count a dropped frame and log why (``msg % args``) at WARNING."""
+        self.dropped += 1
+        log.warning(msg, *args)
+
+
 async def handle_worker(
     relay: Relay,
     store: MessageStore,
@@ -136,15 +200,19 @@ async def handle_worker(
     send: Send,
     *,
     max_parallel_requests: int = 1,
+    dispatched: DispatchedWork | None = None,
 ) -> None:
     """The worker websocket handler: hand out work, relay responses (until ``receive`` ends).
 
     Token and plugin frames are peeked (tag and ``request_id``) and forwarded as the same bytes
     through the connection's ``Publisher`` (no round trip awaited per token);
     ``generated_text`` completes the message and publishes ``internal_finished_message``;
-    ``error`` aborts it and publishes ``internal_error``, as the reference does.
+    ``error`` aborts it and publishes ``internal_error``, as the reference does. Every frame goes
+    to the message this connection dispatched its request for (``dispatched``, a fresh
+    :class:`DispatchedWork` by default; pass one to read its counts); other frames, and frames
+    that are not a valid ``WorkerResponse``, are dropped and logged, and the socket stays open.
     """
-    in_flight: dict[str, str] = {}  # work request id -> message id
+    work = dispatched if dispatched is not None else DispatchedWork()
     slots = asyncio.Semaphore(max_parallel_requests)
 
     async def hand_out_work() -> None:
@@ -154,22 +222,31 @@ async def handle_worker(
             while message_id is None:
                 message_id = await relay.dequeue_work(compat_hash, timeout=1.0)
             request = build_work_request(store.start_work(message_id))
-            in_flight[request.id] = message_id
+            work.add(request.id, message_id)
             await send(codec.worker_request.encode(request))
 
     async def relay_responses(pub: Publisher) -> None:
         async for frame in receive:
-            env = codec.peek_worker_response(frame)
-            if env.response_type == "pong":
+            try:
+                env = codec.peek_worker_response(frame)
+            except codec.FrameDecodeError as err:
+                work.drop("dropped a frame that is not a WorkerResponse (at %s)", err.path)
                 continue
-            message_id = in_flight.get(env.request_id or "")
+            if env.response_type == "pong":
+                continue  # the reference stores the pong's metrics in the worker's session
+            message_id = work.message_for(env.response_type, env.request_id)
             if message_id is None:
-                continue  # the reference logs and drops responses to unknown requests
+                continue
             if env.response_type in ("token", "plugin_intermediate", "safe_prompt"):
                 pub.send(message_id, frame)  # the same bytes, no re-encode, no wait per token
+                work.relayed += 1
                 await pub.drain()  # an earlier frame's failure; waits only if Redis falls behind
                 continue
-            response = codec.worker_response.decode(frame)
+            try:
+                response = codec.worker_response.decode(frame)
+            except codec.FrameDecodeError as err:
+                work.drop("dropped a %s frame that does not decode (at %s)", env.response_type, err.path)
+                continue
             done: inference.WorkerResponse
             if isinstance(response, inference.GeneratedTextResponse):
                 done = inference.InternalFinishedMessageResponse(
@@ -179,12 +256,15 @@ async def handle_worker(
                 done = inference.InternalErrorResponse(
                     request_id=response.request_id, error=response.error, message=store.abort(message_id)
                 )
-            else:
+            else:  # internal_finished_message, internal_error: the server's, never a worker's
+                work.drop("dropped a %s frame: the server sends these, not a worker", env.response_type)
                 continue
             pub.send(message_id, done)
+            work.relayed += 1
             await pub.flush()  # the message is complete in Redis before the slot is reused
-            del in_flight[env.request_id or ""]
+            work.finish(env.request_id or "")
             slots.release()
+        await pub.flush()  # the worker left: what it sent is in Redis
 
     worker_side = asyncio.create_task(relay_responses(relay.publisher()))
     work_side = asyncio.create_task(hand_out_work())
@@ -211,8 +291,31 @@ async def message_events(
 
     Sends each event as an SSE frame (``codec.sse_frame``). While nothing has arrived it sends a
     ``pending`` event with the queue position every ``pending_interval`` seconds; it stops after
-    the final ``message``/``error`` event, or after ``timeout`` seconds without a frame.
+    the final ``message``/``error`` event. It never stops without one of them: after ``timeout``
+    seconds without a frame, or when the relay ends the stream with an error (frames lost in a
+    Redis restart or failover: ``RelayDataLossError``; Redis unreachable), it sends an ``error``
+    event saying so.
     """
+    try:
+        await _message_events(
+            relay, message_id, compat_hash, send_event, pending_interval=pending_interval, timeout=timeout
+        )
+    except RelayError as exc:
+        # never a silent end: the chat shows an error, not a text with a hole in it
+        log.warning("the event stream of %s ended: %s", message_id, exc)
+        reason = "part of the answer was lost" if isinstance(exc, RelayDataLossError) else "the stream failed"
+        await send_event(codec.sse_frame(ErrorResponseEvent(error=f"{reason}; please try again")))
+
+
+async def _message_events(
+    relay: Relay,
+    message_id: str,
+    compat_hash: str | None,
+    send_event: Send,
+    *,
+    pending_interval: float,
+    timeout: float,
+) -> None:
     decode = codec.worker_response.decode
     started = False
     idle = 0.0
@@ -222,6 +325,8 @@ async def message_events(
             if not batch:
                 idle += pending_interval
                 if idle >= timeout:
+                    error = f"no answer from the worker for {timeout:g} s"
+                    await send_event(codec.sse_frame(ErrorResponseEvent(error=error)))
                     return
                 if not started:
                     pos = await relay.queue_position(message_id, compat_hash)
@@ -281,32 +386,53 @@ async def _frames(q: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
 
 @dataclass
 class DemoResult:
-    """What each chat's browser received: SSE frames per chat id, and the store."""
+    """What each chat's browser received (SSE frames per chat id), the store, and what the worker
+    connections did: frames relayed to their own messages, frames dropped."""
 
     events: dict[str, list[bytes]]
     store: MessageStore
     seconds: float
+    relayed: int = 0
+    dropped: int = 0
 
 
 async def demo(
-    worker_url: str, browser_url: str | None = None, *, chats: int = 8, tokens: int = 20
+    worker_url: str,
+    browser_url: str | None = None,
+    *,
+    chats: int = 8,
+    tokens: int = 20,
+    retry_timeout: float = 10.0,
 ) -> DemoResult:
     """``chats`` chats served by ``chats`` fake workers. Workers connect to a relay on
     ``worker_url`` and browsers to one on ``browser_url`` (another server process's, sharing the
-    Redis; default: the same URL)."""
+    Redis; default: the same URL). ``retry_timeout``: how long an unreachable Redis is retried
+    before ``RelayConnectionError``."""
     compat_hash = f"demo-{uuid.uuid4().hex[:8]}"
     store = MessageStore()
     events: dict[str, list[bytes]] = {}
+    connections: list[DispatchedWork] = []
     t0 = time.perf_counter()
-    async with Relay(worker_url) as worker_relay, Relay(browser_url or worker_url) as browser_relay:
+    async with (
+        Relay(worker_url, retry_timeout=retry_timeout) as worker_relay,
+        Relay(browser_url or worker_url, retry_timeout=retry_timeout) as browser_relay,
+    ):
         workers = []
         for _ in range(chats):
             to_server: asyncio.Queue[bytes | None] = asyncio.Queue()
             from_server: asyncio.Queue[bytes] = asyncio.Queue()
+            connections.append(DispatchedWork())
             workers.append(asyncio.create_task(fake_worker(to_server, from_server, tokens)))
             workers.append(
                 asyncio.create_task(
-                    handle_worker(worker_relay, store, compat_hash, _frames(to_server), from_server.put)
+                    handle_worker(
+                        worker_relay,
+                        store,
+                        compat_hash,
+                        _frames(to_server),
+                        from_server.put,
+                        dispatched=connections[-1],
+                    )
                 )
             )
 
@@ -320,39 +446,122 @@ async def demo(
 
             await message_events(browser_relay, message.id, compat_hash, send_event, pending_interval=0.2)
 
-        await asyncio.gather(*(chat(f"chat-{i}") for i in range(chats)))
-        for w in workers:
-            w.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-    return DemoResult(events, store, time.perf_counter() - t0)
+        try:
+            await asyncio.gather(*(chat(f"chat-{i}") for i in range(chats)))
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+    return DemoResult(
+        events,
+        store,
+        time.perf_counter() - t0,
+        relayed=sum(c.relayed for c in connections),
+        dropped=sum(c.dropped for c in connections),
+    )
 
 
-def main() -> None:
-    """Run the demo against ``sys.argv[1]`` or an embedded redis-server."""
+# ------------------------------------------------------------------------------ the command line
 
-    def report(result: DemoResult) -> None:
-        first = next(iter(result.events.values()))
-        parser = codec.SSEParser()
-        for frame in first[:3] + first[-1:]:
-            for ev in parser.feed(frame):
-                sys.stdout.write(ev.data[:120] + "\n")
-        n = sum(len(v) for v in result.events.values())
-        sys.stdout.write(f"{len(result.events)} chats, {n} events in {result.seconds:.2f} s\n")
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
-    if len(sys.argv) > 1:
-        report(asyncio.run(demo(sys.argv[1])))
+
+def redis_url(value: str) -> str:
+    """An argparse type: a URL the relay can connect to."""
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a Redis URL (redis://, rediss:// or unix://)")
+    return value
+
+
+def positive(value: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number >= 1")
+    return number
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (``--help`` describes it)."""
+    parser = argparse.ArgumentParser(
+        prog="relay_server.py",
+        description=(
+            "The inference server's two hot handlers on oasst_shared.relay (the worker websocket "
+            "and the chat's event stream), run as a demo: CHATS fake workers take CHATS chats' "
+            "messages from a work queue and stream TOKENS tokens each through Redis to the chats' "
+            "Server-Sent Events. Prints what one chat received and what the worker connections did."
+        ),
+        epilog=(
+            "Run it with the project's venv from the repository root: make install, then "
+            ".venv/bin/python examples/relay_server.py. A Redis of your own: make redis (127.0.0.1:6379)."
+        ),
+    )
+    parser.add_argument(
+        "url",
+        metavar="REDIS_URL",
+        nargs="?",
+        type=redis_url,
+        help=(
+            "the Redis to relay through (redis://, rediss:// or unix://); default: $OASST_REDIS_URL, "
+            "else a redis-server of its own for the run (the one tests/support/redis_server.py finds)"
+        ),
+    )
+    parser.add_argument("--chats", type=positive, default=8, help="chats, and fake workers (default: 8)")
+    parser.add_argument("--tokens", type=positive, default=20, help="tokens per answer (default: 20)")
+    args = parser.parse_args(argv)
+    if args.url is None and os.environ.get("OASST_REDIS_URL"):
+        try:
+            args.url = redis_url(os.environ["OASST_REDIS_URL"])
+        except argparse.ArgumentTypeError as err:
+            parser.error(f"OASST_REDIS_URL: {err}")
+    return args
+
+
+def report(result: DemoResult, where: str, tokens: int) -> None:
+    """What the demo did, on stdout."""
+    out = sys.stdout.write
+    chats = len(result.events)
+    out(f"relayed through {where}\n")
+    out(
+        f"{chats} fake workers each took one chat's message from the work queue and answered with "
+        f"{tokens} tokens; their connections relayed {result.relayed} frames, each to the message "
+        f"its connection had dispatched, and dropped {result.dropped}\n"
+    )
+    chat_id, frames = next(iter(result.events.items()))
+    parser = codec.SSEParser()
+    events = [ev.data for frame in frames for ev in parser.feed(frame)]
+    out(f"{chat_id}'s event stream, {len(events)} events; the first 3 and the last:\n")
+    for data in events[:3] + events[-1:]:
+        out(f"  {data[:120]}\n")
+    n = sum(len(v) for v in result.events.values())
+    out(f"{chats} chats, {n} events in {result.seconds:.2f} s\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the demo against the given Redis, ``$OASST_REDIS_URL``, or a redis-server of its own."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.url is not None:
+        result = asyncio.run(demo(args.url, chats=args.chats, tokens=args.tokens, retry_timeout=3.0))
+        report(result, args.url, args.tokens)
         return
-    sys.path.insert(0, ".")
+    sys.path.insert(0, str(REPO_ROOT))
     try:
         from tests.support.redis_server import running_redis
     except ImportError:
-        raise SystemExit("give a Redis URL, or run from the repository root to start one") from None
-    with running_redis() as srv:
-        report(asyncio.run(demo(srv.url)))
+        sys.exit("relay_server.py: give a Redis URL (make redis starts one), or run it from a clone")
+    with running_redis(use_env=False) as srv:
+        result = asyncio.run(demo(srv.url, chats=args.chats, tokens=args.tokens))
+        report(result, f"a redis-server of its own at {srv.url} (stopped on exit)", args.tokens)
 
 
 if __name__ == "__main__":
     try:
         main()
+    except RelayConnectionError as exc:
+        sys.exit(f"relay_server.py: {exc}. Is a Redis running there? make redis starts one on 127.0.0.1:6379")
     except RelayError as exc:
-        raise SystemExit(f"relay error: {exc}") from exc
+        sys.exit(f"relay_server.py: relay error: {exc}")
