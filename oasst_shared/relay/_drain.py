@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError, ResponseError
@@ -24,10 +24,20 @@ from redis.exceptions import RedisError, ResponseError
 from oasst_shared.relay._link import NETWORK_ERRORS, bulk, pack
 from oasst_shared.relay._scripts import DRAIN, Script
 
-__all__ = ["DRAIN_PER_KEY", "DrainWire"]
+__all__ = ["DRAIN_PER_KEY", "DrainWire", "ScanView"]
 
 DRAIN_PER_KEY: Final = 4096
 """Most frames one drain pops from one key."""
+
+
+class ScanView(NamedTuple):
+    """The packed commands of a round over every open stream, valid for one stream set."""
+
+    version: int  # of the stream set
+    block_timeout: float  # the BLPOP timeout packed in ``wait``
+    keys: list[bytes]
+    scan: bytes  # the drain of every key (``command``)
+    wait: bytes  # BLPOP on every key, pipelined behind ``scan`` by a wait round
 
 
 class DrainWire:
@@ -55,6 +65,12 @@ class DrainWire:
         n = len(keys)
         head = (b"*%d\r\n" % (n + 8), self._script.head, bulk(b"%d" % (n + 1)), bulk(self.backup_key))
         return b"".join((*head, body, bulk(b"%d" % DRAIN_PER_KEY), bulk(b"%d" % nhot)))
+
+    def scan_view(self, keys: list[bytes], body: bytes, version: int, block_timeout: float) -> ScanView:
+        """The drain of every key of a stream set (``version``), and its ``BLPOP``."""
+        blpop = b"*%d\r\n$5\r\nBLPOP\r\n" % (len(keys) + 2)
+        wait = b"".join((blpop, body, bulk(repr(float(block_timeout)).encode())))
+        return ScanView(version, block_timeout, keys, self.command(keys, body, 0), wait)
 
     async def send(self, conn: AbstractConnection, cmd: bytes, tail: bytes = b"") -> None:
         """Send a drain (``command``) with the next round id, then ``tail`` (pipelined)."""

@@ -16,7 +16,12 @@ def work_queue_key(compat_hash: str) -> str:
 
 
 def check_id(name: str, value: object) -> str:
-    """``value`` if it is a non-empty str, else ``ValueError`` naming the parameter ``name``."""
+    """``value`` if it is a non-empty str that UTF-8 encodes (a key name), else ``ValueError``
+    naming the parameter ``name``."""
     if not isinstance(value, str) or not value:
         raise ValueError(f"{name} must be a non-empty str, got {value!r}")
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{name} cannot be encoded as UTF-8 ({exc.reason}): {value!r}") from None
     return value

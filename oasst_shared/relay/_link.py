@@ -28,11 +28,27 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, BusyLoadingError, RedisError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from oasst_shared.relay._errors import RelayConnectionError, RelayError, RelayPublishError
+from oasst_shared.relay._errors import (
+    RelayConnectionError,
+    RelayError,
+    RelayOutOfMemoryError,
+    RelayPublishError,
+    RelayResponseError,
+)
+from oasst_shared.relay._server import SENTINEL_SCHEME, ServerInfo, probe, sentinel_pool
 
 __all__ = [
     "BACKOFF",
@@ -47,6 +63,7 @@ __all__ = [
     "pack",
     "reply_int",
     "reply_list",
+    "response_error",
 ]
 
 NETWORK_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
@@ -81,6 +98,33 @@ def pack(args: Sequence[Arg]) -> bytes:
 def bulk(b: bytes) -> bytes:
     """One RESP bulk string."""
     return b"$%d\r\n%s\r\n" % (len(b), b)
+
+
+_DEMOTED: Final = "The previous master is now a slave"
+"""What redis-py's Sentinel-managed connection raises (as a ConnectionError) for a READONLY reply."""
+
+
+_CODES: Final = {
+    NoScriptError: "NOSCRIPT",
+    ReadOnlyError: "READONLY",
+    OutOfMemoryError: "OOM",
+    NoPermissionError: "NOPERM",
+}
+"""Error codes redis-py strips from the messages of the exceptions it maps them to."""
+
+
+def response_error(exc: ResponseError, *, key: str | None, op: str) -> RelayResponseError:
+    """Redis's error reply ``exc`` as the relay's typed error, with its code put back in front
+    (redis-py strips it for the codes it maps to classes); out of memory has its own class, also
+    when it comes wrapped in a script's error (Redis < 7)."""
+    text = str(exc)
+    code = getattr(exc, "status_code", None) or next(
+        (c for cls, c in _CODES.items() if isinstance(exc, cls)), None
+    )
+    reply = f"{code} {text}" if code and not text.startswith(code) else text
+    oom = code == "OOM" or "OOM command not allowed" in text
+    cls = RelayOutOfMemoryError if oom else RelayResponseError
+    return cls(f"Redis answered with an error: {reply}", key=key, operation=op, reply=reply)
 
 
 def reply_int(reply: Reply, *, op: str, key: str | None) -> int:
@@ -157,7 +201,11 @@ class Connector:
         retry_timeout: float,
     ) -> None:
         pool: aioredis.ConnectionPool
-        if isinstance(redis_or_url, str):
+        if isinstance(redis_or_url, str) and redis_or_url.startswith(SENTINEL_SCHEME + "://"):
+            pool = sentinel_pool(
+                redis_or_url, connect_timeout=connect_timeout, command_timeout=command_timeout
+            )
+        elif isinstance(redis_or_url, str):
             pool = aioredis.ConnectionPool.from_url(redis_or_url)
         elif isinstance(redis_or_url, aioredis.Redis):
             pool = redis_or_url.connection_pool
@@ -165,6 +213,7 @@ class Connector:
             raise TypeError(
                 f"Relay needs a redis.asyncio.Redis client or a URL, got {type(redis_or_url).__name__}"
             )
+        self._pool = pool  # a Sentinel-managed pool's connections refer to it (weakly)
         self.connection_class: type[AbstractConnection] = pool.connection_class
         kwargs = {
             k: v
@@ -200,7 +249,8 @@ class Link:
     """One connection the relay owns, made on demand, with the retry rules of this module.
 
     ``generation`` counts the connections made: a caller that sets up per-connection state
-    (the reader's client id, its script) compares it to know when to do that again.
+    (the reader's client id, its script) compares it to know when to do that again. Each new
+    connection is probed (``_server.probe``): a Cluster node is refused there, before any write.
     """
 
     def __init__(self, connector: Connector, name: str, *, blocking: bool) -> None:
@@ -208,6 +258,8 @@ class Link:
         self.name = name
         self._blocking = blocking
         self.conn: AbstractConnection | None = None
+        self.server: ServerInfo | None = None
+        """What the last connection found of its server (None where ``INFO`` is not allowed)."""
         self.generation = 0
         self.lock = asyncio.Lock()  # one command in flight at a time (``call``)
 
@@ -245,6 +297,15 @@ class Link:
                 raise RelayConnectionError(
                     f"Redis refused the connection: {exc}", key=key, operation=op
                 ) from exc
+            try:
+                self.server = await probe(conn, op=op, key=key)
+            except RelayError:
+                await conn.disconnect(nowait=True)
+                raise
+            except (*NETWORK_ERRORS, RedisError) as exc:
+                await conn.disconnect(nowait=True)
+                await attempts.again(exc, f"cannot connect to Redis ({exc})", key=key, op=op)
+                continue
             self.generation += 1
             return conn
 
@@ -260,10 +321,12 @@ class Link:
     ) -> Reply:
         """One command, one round trip. Returns the raw reply (bytes, ints, lists; not decoded).
 
-        Raises ``ResponseError`` as Redis answered it. A failure to connect or to send is retried
-        with backoff until ``deadline`` (default: the connector's ``retry_timeout`` from now). A
-        failure after the command was sent is retried only when ``idempotent``; otherwise it
-        raises ``on_unknown(exc)`` (default: ``RelayPublishError``, maybe applied).
+        An error reply raises ``RelayResponseError`` (``RelayOutOfMemoryError`` for ``OOM``). A
+        failure to connect or to send is retried with backoff until ``deadline`` (default: the
+        connector's ``retry_timeout`` from now), and so is a Sentinel master's ``READONLY`` (it
+        was demoted: nothing was applied). A failure after the command was sent is retried only
+        when ``idempotent``; otherwise it raises ``on_unknown(exc)`` (default:
+        ``RelayPublishError``, maybe applied).
         """
         if deadline is None:
             deadline = time.monotonic() + self.connector.retry_timeout
@@ -284,13 +347,18 @@ class Link:
                     message = f"Redis is loading its data ({exc})"
                     await attempts.again(exc, message, key=key, op=op)
                     continue
-                except ResponseError:
-                    raise
+                except ResponseError as exc:
+                    raise response_error(exc, key=key, op=op) from exc
                 except (*NETWORK_ERRORS, asyncio.CancelledError) as exc:
                     # the reply is lost; the connection must not be reused (it may still carry it)
                     await conn.disconnect(nowait=True)
                     if isinstance(exc, asyncio.CancelledError):
                         raise
+                    if _DEMOTED in str(exc):
+                        # Sentinel: the master we wrote to was demoted and answered READONLY, so
+                        # nothing was applied; the next connection goes to the new master
+                        await attempts.again(exc, f"no master took the command ({exc})", key=key, op=op)
+                        continue
                     if idempotent and attempts.fits():
                         await attempts.pause()
                         continue

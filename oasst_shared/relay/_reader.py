@@ -39,16 +39,17 @@ import contextlib
 import itertools
 import time
 from collections.abc import Coroutine
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from oasst_shared.relay._drain import DrainWire
-from oasst_shared.relay._errors import RelayConnectionError, RelayError
+from oasst_shared.relay._drain import DrainWire, ScanView
+from oasst_shared.relay._errors import RelayConnectionError, RelayDataLossError, RelayError
 from oasst_shared.relay._giveback import GiveBacks
+from oasst_shared.relay._health import Health, for_key
 from oasst_shared.relay._inbox import Inbox
-from oasst_shared.relay._link import BACKOFF, NETWORK_ERRORS, Link, bulk
+from oasst_shared.relay._link import BACKOFF, NETWORK_ERRORS, Link, bulk, response_error
 
 __all__ = ["COLD_SLICE", "SCAN_PACE", "Reader"]
 
@@ -58,16 +59,6 @@ SCAN_PACE: Final = 1e-6
 """Seconds between scan rounds per open stream, at least: a scan costs Redis about 0.1 us per
 key (it parses every name), so scanning 10,000 streams is paced to one round per 10 ms."""
 READ_OP: Final = "stream (EVALSHA LPOP)"
-
-
-class _ScanView(NamedTuple):
-    """The packed commands of a round over every open stream, valid for one stream set."""
-
-    version: int  # of the stream set
-    block_timeout: float  # the BLPOP timeout packed in ``wait``
-    keys: list[bytes]
-    scan: bytes  # the drain of every key (``DrainWire.command``)
-    wait: bytes  # BLPOP on every key, pipelined behind ``scan`` by a wait round
 
 
 class Reader:
@@ -84,6 +75,7 @@ class Reader:
         read_interval: float,
         stream_buffer: int,
         backup_expire: int,
+        retry_window: float,
         block_timeout: float = 1.0,
         wire: DrainWire | None = None,
     ) -> None:
@@ -101,7 +93,7 @@ class Reader:
         self._ring: dict[bytes, None] = {}  # every key, in the order hot rounds scan them
         self._hot: dict[bytes, None] = {}  # keys the next hot round pops
         self._fresh: list[bytes] = []  # keys opened since the last round
-        self._view: _ScanView | None = None
+        self._view: ScanView | None = None
         self._version = 0  # of the stream set
         self._changed: asyncio.Event | None = None
         self._in_round = False  # a round trip is in flight
@@ -110,8 +102,8 @@ class Reader:
         self._client_id: bytes | None = None
         self._unblocking = False
         self._stopping = False
-        self.down_since: float | None = None
-        """Since when (``time.monotonic``) Redis has been unreachable for the reader, or None."""
+        self.health = Health(retry_window)
+        """What the reader knows of Redis (reachable, answering, the same server)."""
         self._wire = wire if wire is not None else DrainWire(backup_expire)
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -205,9 +197,8 @@ class Reader:
         fut = asyncio.get_running_loop().create_future()
         self._round_waiters.append(fut)
         try:
-            await asyncio.wait_for(fut, self._control.connector.command_timeout)
-        except asyncio.TimeoutError:
-            pass
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(fut, self._control.connector.command_timeout)
         finally:
             if self._closing.get(inbox.bkey) is inbox:
                 del self._closing[inbox.bkey]
@@ -286,20 +277,29 @@ class Reader:
             t0 = time.monotonic()
             try:
                 conn = await link.connected(op="stream (BLPOP)", key=None, deadline=t0 + BACKOFF.cap)
-            except RelayConnectionError:
-                # Redis unreachable (or refusing us): streams that time out meanwhile say so
-                if self.down_since is None:
-                    self.down_since = t0
+            except RelayConnectionError as exc:
+                # Redis unreachable (or refusing us): streams that time out meanwhile say so, and
+                # every stream ends once that lasts the retry window (at once if waiting cannot help)
+                self.health.went_down(exc)
+                given_up = self.health.gave_up(exc)
+                if given_up is not None:
+                    for inbox in list(self._inboxes.values()):
+                        self._end_stream(inbox, for_key(given_up, inbox.key))
                 await asyncio.sleep(max(0.0, t0 + BACKOFF.cap - time.monotonic()))
                 continue
             except RelayError:
                 return  # closed
             if link.generation != generation:
                 generation = link.generation
+                lost = self.health.loss(link.server)
+                if lost is not None:
+                    for inbox in list(self._inboxes.values()):
+                        self._end_stream(inbox, RelayDataLossError(lost, key=inbox.key, operation="stream"))
                 self._client_id = await self._wire.client_id(conn)
                 self._wait_timeout = self._block_timeout if self._client_id is not None else 0.05
                 await self._wire.load(conn)
             self._in_round = True
+            self.health.round_began(0.0 if found else self._wait_timeout)
             try:
                 started = loop.time()
                 if self._wire.unacked:
@@ -321,12 +321,11 @@ class Reader:
                 # alone. End every stream with the error.
                 self._hot.clear()
                 for inbox in list(self._inboxes.values()):
-                    self._end_stream(inbox, f"Redis answered the read with an error: {exc}")
-            except (*NETWORK_ERRORS, RedisError):
+                    self._end_stream(inbox, response_error(exc, key=inbox.key, op=READ_OP))
+            except (*NETWORK_ERRORS, RedisError) as exc:
                 # Redis went away (restart, reset): reconnect with backoff and resume the same
                 # keys; a pop is destructive, so nothing already delivered is read twice.
-                if self.down_since is None:
-                    self.down_since = time.monotonic()
+                self.health.went_down(exc)
                 with contextlib.suppress(Exception):
                     await conn.disconnect(nowait=True)
                 await asyncio.sleep(BACKOFF.first)
@@ -334,6 +333,7 @@ class Reader:
                 found = True  # the next round scans every key
             finally:
                 self._in_round = False
+                self.health.round_ended()
                 waiters, self._round_waiters = self._round_waiters, []
                 for w in waiters:
                     if not w.done():
@@ -358,16 +358,14 @@ class Reader:
         await self._wire.send(conn, self._wire.command(keys, self._body(keys), nhot))
         return self._take(await self._read_reply(conn), keys, nhot)
 
-    def _current_view(self) -> _ScanView:
+    def _current_view(self) -> ScanView:
         """The packed scan of every key, and the BLPOP on every key a wait round sends behind it."""
         view = self._view
         if view is None or view.version != self._version or view.block_timeout != self._wait_timeout:
             keys = list(self._active)
-            body = self._body(keys)
-            blpop = b"*%d\r\n$5\r\nBLPOP\r\n" % (len(keys) + 2)
-            wait = b"".join((blpop, body, bulk(repr(float(self._wait_timeout)).encode())))
-            view = _ScanView(self._version, self._wait_timeout, keys, self._wire.command(keys, body, 0), wait)
-            self._view = view
+            view = self._view = self._wire.scan_view(
+                keys, self._body(keys), self._version, self._wait_timeout
+            )
         self._fresh.clear()  # every open stream's key is in the round
         return view
 
@@ -389,7 +387,7 @@ class Reader:
                 reply = await self._read_reply(conn)
             except ResponseError as exc:
                 err = exc
-                self.down_since = None  # Redis answered
+                self.health.answered()
             else:
                 found = self._take(reply, view.keys, 0)
             try:
@@ -415,7 +413,7 @@ class Reader:
 
     async def _read_reply(self, conn: AbstractConnection) -> list[Any] | None:
         reply = await self._wire.read(conn)
-        self.down_since = None
+        self.health.answered()
         return reply
 
     def _take(self, reply: list[Any] | None, keys: list[bytes], nhot: int) -> bool:
@@ -433,7 +431,7 @@ class Reader:
                 message = frames.decode(errors="replace") if isinstance(frames, bytes) else str(frames)
                 inbox = self._inboxes.get(keys[-idx - 2]) or self._closing.get(keys[-idx - 2])
                 if inbox is not None:
-                    self._end_stream(inbox, f"Redis answered the read of this queue with an error: {message}")
+                    self._end_stream(inbox, response_error(ResponseError(message), key=inbox.key, op=READ_OP))
                 continue
             key = keys[idx]
             if (idx < nhot or len(frames) > 1) and key in active:
@@ -441,10 +439,10 @@ class Reader:
             deliver(key, frames)
         return True
 
-    def _end_stream(self, inbox: Inbox, message: str) -> None:
-        """Stop reading ``inbox``'s queue and end its stream with a ``RelayError``."""
+    def _end_stream(self, inbox: Inbox, err: RelayError) -> None:
+        """Stop reading ``inbox``'s queue and end its stream with ``err``."""
         self.close(inbox)
-        inbox.fail(RelayError(message, key=inbox.key, operation=READ_OP))
+        inbox.fail(err)
 
     def _deliver(self, key: bytes, frames: list[bytes]) -> None:
         inbox = self._inboxes.get(key) or self._closing.get(key)

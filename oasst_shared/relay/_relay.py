@@ -65,7 +65,10 @@ class Relay:
 
     ``redis_or_url`` is a ``redis.asyncio.Redis`` client (its connection settings are used;
     the relay opens its own connections, so the client's retry policy never resends a
-    relay write) or a URL (``redis://``, ``rediss://``, ``unix://``).
+    relay write; a Sentinel-managed client's connections follow its master) or a URL
+    (``redis://``, ``rediss://``, ``unix://``, or
+    ``redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db]``). A Redis
+    Cluster node is refused at the first connection (``RelayUnsupportedServerError``).
 
     - ``message_queue_expire``: seconds a ``message:{id}`` queue lives after a push (and the
       expiry of ``pos:{id}``), the reference's ``message_queue_expire`` (60).
@@ -85,6 +88,9 @@ class Relay:
       catches up (4096; a round in flight may add one drain's worth). Frames then wait in
       Redis, where ``message_queue_max_length`` bounds them: a consumer that stops reading
       costs this process a bounded amount of memory.
+    - ``max_frame_size``: the largest frame, in bytes, that a publish accepts and a stream
+      decodes (``codec.DEFAULT_MAX_FRAME_SIZE``, 16 MiB): a larger one is refused at publish
+      (``RelayFrameError``), so it never reaches a reader.
 
     The settings are fixed at construction (the attributes say what they are).
     Use it as ``async with Relay(...) as relay:`` or call ``aclose``. It belongs to the
@@ -103,6 +109,7 @@ class Relay:
         connect_timeout: float = 5.0,
         read_interval: float = 0.001,
         stream_buffer: int = DEFAULT_STREAM_BUFFER,
+        max_frame_size: int = codec.DEFAULT_MAX_FRAME_SIZE,
     ) -> None:
         connector = Connector(
             redis_or_url,
@@ -122,6 +129,8 @@ class Relay:
             raise ValueError(f"read_interval must be a number of seconds in [0, 1], got {read_interval!r}")
         if not isinstance(stream_buffer, int) or isinstance(stream_buffer, bool) or stream_buffer < 1:
             raise ValueError(f"stream_buffer must be an int >= 1, got {stream_buffer!r}")
+        if not isinstance(max_frame_size, int) or isinstance(max_frame_size, bool) or max_frame_size < 1:
+            raise ValueError(f"max_frame_size must be an int >= 1, got {max_frame_size!r}")
         self.message_queue_expire = message_queue_expire
         """Seconds a message queue (and a ``pos:`` key) lives after its last write."""
         self.work_queue_max_size = work_queue_max_size
@@ -141,8 +150,13 @@ class Relay:
             Link(connector, "reader", blocking=True),
         )
         # the parts: Publisher and Subscription are handed these two
+        self.max_frame_size = max_frame_size
+        """The largest frame (bytes) a publish accepts and a stream decodes."""
         self._commit = GroupCommit(
-            self._links[0], expire=message_queue_expire, max_length=message_queue_max_length or 0
+            self._links[0],
+            expire=message_queue_expire,
+            max_length=message_queue_max_length or 0,
+            max_frame_size=max_frame_size,
         )
         self._reader = Reader(
             self._links[2],
@@ -151,12 +165,23 @@ class Relay:
             read_interval=self.read_interval,
             stream_buffer=stream_buffer,
             backup_expire=message_queue_expire,
+            retry_window=retry_timeout,
         )
         self._work = WorkQueues(
             connector, control, expire=message_queue_expire, max_size=work_queue_max_size or 0
         )
         self._decode = codec.worker_response.decode
         self._peek = codec.peek_worker_response
+        if max_frame_size != codec.DEFAULT_MAX_FRAME_SIZE:
+            limited: codec.JsonCodec[inference.WorkerResponse]
+            limited = codec.JsonCodec(inference.WorkerResponse, max_frame_size=max_frame_size)
+            self._decode = limited.decode
+            envelopes: codec.JsonCodec[codec.WorkerResponseEnvelope] = codec.JsonCodec(
+                codec.WorkerResponseEnvelopes,
+                max_frame_size=max_frame_size,
+                name="inference.WorkerResponse envelope",
+            )
+            self._peek = envelopes.decode
 
     async def __aenter__(self) -> Relay:
         return self
@@ -220,30 +245,37 @@ class Relay:
 
     @overload
     def stream(
-        self, message_id: str, *, timeout: float = ..., raw: Literal[False] = ...
+        self, message_id: str, *, timeout: float = ..., raw: Literal[False] = ..., stop_on_timeout: bool = ...
     ) -> AsyncGenerator[inference.WorkerResponse, None]: ...
 
     @overload
     def stream(
-        self, message_id: str, *, timeout: float = ..., raw: Literal[True]
+        self, message_id: str, *, timeout: float = ..., raw: Literal[True], stop_on_timeout: bool = ...
     ) -> AsyncGenerator[bytes, None]: ...
 
     @overload
     def stream(
-        self, message_id: str, *, timeout: float = ..., raw: bool
+        self, message_id: str, *, timeout: float = ..., raw: bool, stop_on_timeout: bool = ...
     ) -> AsyncGenerator[inference.WorkerResponse | bytes, None]: ...
 
     async def stream(
-        self, message_id: str, *, timeout: float = 60.0, raw: bool = False
+        self, message_id: str, *, timeout: float = 60.0, raw: bool = False, stop_on_timeout: bool = False
     ) -> AsyncGenerator[Any, None]:
         """The responses pushed to ``message:{message_id}``, in order, until a terminal one.
 
         Yields ``WorkerResponse`` structs (decoded once, by the codec) or, with ``raw=True``, the
         frames' bytes exactly as stored (peeked for the terminal check only). Stops after
         yielding a terminal response (``TERMINAL_RESPONSE_TYPES``: as the reference's event
-        stream) or when no frame arrived for ``timeout`` seconds. Frames drained from Redis but
-        not yielded (after a terminal one, or when the consumer stops early) go back to the
-        head of the list. A frame that is not a valid ``WorkerResponse`` raises
+        stream). Frames drained from Redis but not yielded (after a terminal one, or when the
+        consumer stops early) go back to the head of the list.
+
+        It never ends without its terminal response but with an error saying why, naming the
+        key and the seconds waited: no frame for ``timeout`` seconds raises
+        ``RelayTimeoutError`` (``RelayStalledError`` when Redis stopped answering meanwhile;
+        with ``stop_on_timeout=True`` the stream just stops instead), Redis unreachable raises
+        ``RelayConnectionError`` (within the relay's ``retry_timeout``, at once for refused
+        credentials), frames possibly lost in Redis (a restart without persistence, a failover)
+        raise ``RelayDataLossError``, and a frame that is not a valid ``WorkerResponse`` raises
         ``RelayDecodeError`` holding its bytes.
         """
         peek, decode = self._peek, self._decode
@@ -252,7 +284,9 @@ class Relay:
             while True:
                 batch = await sub.next_batch(timeout)
                 if not batch:
-                    return
+                    if stop_on_timeout:
+                        return
+                    raise self._reader.health.timeout_error(sub.key, timeout)
                 for i, frame in enumerate(batch):
                     try:
                         if raw:

@@ -11,9 +11,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Final
 
-from redis.exceptions import NoScriptError
-
-from oasst_shared.relay._errors import RelayError
+from oasst_shared.relay._errors import RelayError, RelayResponseError
 from oasst_shared.relay._link import Arg, Link, Reply, bulk
 
 __all__ = ["DRAIN", "ENQUEUE", "PUBLISH", "Script", "sha1"]
@@ -21,7 +19,11 @@ __all__ = ["DRAIN", "ENQUEUE", "PUBLISH", "Script", "sha1"]
 # KEYS: the message queues of one flush. ARGV: expire seconds (0: none), max length (0: none),
 # then for each key: its frame count n and its n frames. Pushes each key's frames in order
 # (as many as fit under the max length: a suffix that does not fit is not pushed), sets the
-# key's expiry once, and returns for each key how many of its frames were pushed.
+# key's expiry once, and returns for each key how many of its frames were pushed, or, where
+# Redis refused the key's push (WRONGTYPE, OOM), the error's text: nothing of that key was
+# pushed (the refusal comes at its first RPUSH, and OOM is only ever refused at the script's
+# first write), and the other keys are pushed all the same (redis.pcall: a script error would
+# leave the keys before it pushed and the caller unable to tell which).
 # One RPUSH per key (its reply is the new length); only a push that overflows the max length
 # pays a second call, an RPOP of the suffix that did not fit (within the script: no reader ever
 # sees it).
@@ -35,23 +37,29 @@ for k = 1, #KEYS do
   local n = tonumber(ARGV[i])
   i = i + 1
   local len = 0
+  local err = nil
   local j = i
   local last = i + n - 1
-  while j <= last do
+  while j <= last and not err do
     local e = j + 4999
     if e > last then e = last end
-    len = redis.call('RPUSH', key, unpack(ARGV, j, e))
+    local r = redis.pcall('RPUSH', key, unpack(ARGV, j, e))
+    if type(r) == 'table' and r.err then err = r.err else len = r end
     j = e + 1
   end
-  local take = n
-  if maxlen > 0 and len > maxlen then
-    local over = len - maxlen
-    if over > n then over = n end
-    redis.call('RPOP', key, over)
-    take = n - over
+  if err then
+    res[k] = err
+  else
+    local take = n
+    if maxlen > 0 and len > maxlen then
+      local over = len - maxlen
+      if over > n then over = n end
+      redis.call('RPOP', key, over)
+      take = n - over
+    end
+    if take > 0 and expire > 0 then redis.call('EXPIRE', key, expire) end
+    res[k] = take
   end
-  if take > 0 and expire > 0 then redis.call('EXPIRE', key, expire) end
-  res[k] = take
   i = i + n
 end
 return res
@@ -121,11 +129,16 @@ return out
 # KEYS: work:{hash}, ctr_enq:work:{hash}, pos:{message_id}. ARGV: message_id, max size (0: none),
 # pos expiry seconds. The reference's RedisQueue.enqueue with its counter, in one atomic step:
 # returns the enqueue counter (the message's queue position), or -1 when the queue is full.
+# The same writes as the reference's RPUSH, INCR, SET, in an order where any refusal comes
+# before the first write (LLEN: the queue is a list; INCR: the counter is an integer; RPUSH
+# then succeeds on that list, and OOM is only refused at a script's first write): an error
+# reply means nothing was written.
 ENQUEUE: Final = """
 local maxsize = tonumber(ARGV[2])
-if maxsize > 0 and redis.call('LLEN', KEYS[1]) >= maxsize then return -1 end
-redis.call('RPUSH', KEYS[1], ARGV[1])
+local len = redis.call('LLEN', KEYS[1])
+if maxsize > 0 and len >= maxsize then return -1 end
 local ctr = redis.call('INCR', KEYS[2])
+redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[3], ctr, 'EX', tonumber(ARGV[3]))
 return ctr
 """
@@ -165,6 +178,8 @@ class Script:
         """``link.call(args)`` (``args`` from ``command``); on ``NOSCRIPT``, ``SCRIPT LOAD`` and again."""
         try:
             return await link.call(args, op=op, key=key, idempotent=idempotent, on_unknown=on_unknown)
-        except NoScriptError:
+        except RelayResponseError as exc:
+            if exc.code != "NOSCRIPT":
+                raise
             await link.call(["SCRIPT", "LOAD", self.source], op="SCRIPT LOAD", key=key, idempotent=True)
             return await link.call(args, op=op, key=key, idempotent=idempotent, on_unknown=on_unknown)

@@ -84,7 +84,7 @@ class Subscription:
             return out
         if inbox.error is not None:
             raise inbox.error
-        if self._reader.down_since is not None:
+        if self._reader.health.down_since is not None:
             raise RelayConnectionError(
                 "no frame within the timeout and Redis is unreachable", key=self.key, operation="BLPOP"
             )
@@ -124,7 +124,8 @@ class Subscription:
             # A round already in flight may have popped newer frames of this queue: they come
             # here too, so that all the frames taken from the list go back at once, in order
             # (two separate pushes to the head would put the newer frames first).
-            await reader.collect_in_flight(inbox)
+            if inbox.frames:  # (with none, what the round pops goes back by itself, in order)
+                await reader.collect_in_flight(inbox)
             leftover = inbox.take()
             if leftover:
                 handed_over = True

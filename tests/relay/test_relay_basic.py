@@ -21,6 +21,8 @@ from oasst_shared.relay import (
     RelayDecodeError,
     RelayError,
     RelayPublishError,
+    RelayStalledError,
+    RelayTimeoutError,
 )
 from oasst_shared.schemas import inference
 from tests.relay.helpers import final, token, token_frame
@@ -126,9 +128,24 @@ async def test_stream_stops_after_each_terminal_type_and_gives_back_the_rest(
     assert left == [token_frame(1), token_frame(2)]
 
 
-async def test_stream_ends_after_idle_timeout(relay: Relay) -> None:
+async def test_a_stream_that_times_out_says_so(relay: Relay) -> None:
+    """No frame for ``timeout`` seconds while Redis answers: a typed error naming the key and the
+    seconds waited, never a normal end without the terminal response."""
     await relay.publish("idle", token(0))
-    got = [item async for item in relay.stream("idle", timeout=0.2)]
+    got: list[object] = []
+    with pytest.raises(RelayTimeoutError) as info:
+        async for item in relay.stream("idle", timeout=0.2):
+            got.append(item)
+    assert got == [token(0)]
+    err = info.value
+    assert type(err) is RelayTimeoutError and not isinstance(err, RelayStalledError)
+    assert (err.key, err.operation, err.waited) == ("message:idle", "stream", 0.2)
+    assert "no frame for 0.2 s" in str(err) and err.http_status_code == HTTPStatus.GATEWAY_TIMEOUT
+
+
+async def test_a_quiet_stop_on_timeout_is_an_explicit_option(relay: Relay) -> None:
+    await relay.publish("quiet", token(0))
+    got = [item async for item in relay.stream("quiet", timeout=0.2, stop_on_timeout=True)]
     assert got == [token(0)]
 
 
@@ -161,7 +178,7 @@ async def test_invalid_frame_raises_decode_error_holding_it(relay: Relay, redis_
     assert err.key == "message:bad" and err.operation == "stream"
     assert isinstance(err.__cause__, codec.FrameDecodeError)
     # the frame after the bad one is not lost
-    assert [m async for m in relay.stream("bad", timeout=0.3)] == [token(2)]
+    assert [m async for m in relay.stream("bad", timeout=0.3, stop_on_timeout=True)] == [token(2)]
 
 
 async def test_raw_stream_checks_frames_too(relay: Relay, redis_url: str) -> None:

@@ -62,6 +62,7 @@ def test_the_modules_are_the_ones_the_design_names() -> None:
         "_drain",
         "_errors",
         "_giveback",
+        "_health",
         "_inbox",
         "_keys",
         "_link",
@@ -69,6 +70,7 @@ def test_the_modules_are_the_ones_the_design_names() -> None:
         "_reader",
         "_relay",
         "_scripts",
+        "_server",
         "_subscription",
         "_work",
     }

@@ -77,7 +77,8 @@ def _ping(host: str, port: int | None, unix_path: str | None, timeout: float = 0
     with s:
         try:
             s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
+            reply = s.recv(64)
+            return reply.startswith((b"+PONG", b"-NOAUTH"))  # (a server with requirepass is up too)
         except OSError:
             return False
 

@@ -1,0 +1,117 @@
+"""What the relay learns of a Redis server when it connects, and the Sentinel URL form.
+
+* ``probe``: one ``INFO`` on a new connection (and ``CONFIG GET appendfsync`` where allowed):
+  the server's ``run_id``, address and role, whether it is a Cluster node (refused up front,
+  with what to do instead), and whether its persistence covers a restart (``appendonly yes``
+  with ``appendfsync always``: a restart then loses nothing that was acknowledged).
+* ``sentinel_pool``: ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]``
+  as a redis-py Sentinel-managed pool, whose connections find the current master when they
+  connect (so the relay follows a failover by reconnecting).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import unquote
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import ResponseError
+
+from oasst_shared.relay._errors import RelayUnsupportedServerError
+
+__all__ = ["SENTINEL_SCHEME", "ServerInfo", "probe", "sentinel_pool"]
+
+SENTINEL_SCHEME: Final = "redis+sentinel"
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """One Redis server as a connection found it."""
+
+    run_id: str
+    """Changes whenever the server process restarts (and differs between servers)."""
+    address: str
+    """``host:port`` (or the socket path) the connection reached: a failover changes it."""
+    role: str
+    """``master`` or ``slave``."""
+    durable: bool
+    """Its persistence covers a restart: AOF with ``appendfsync always`` (False when unknown)."""
+
+
+def _info_fields(text: str) -> dict[str, str]:
+    fields = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and not line.startswith("#"):
+            fields[name.strip()] = value.strip()
+    return fields
+
+
+async def probe(conn: AbstractConnection, *, op: str, key: str | None) -> ServerInfo | None:
+    """``INFO`` on ``conn`` (just connected): None where ``INFO`` is not allowed. Raises
+    ``RelayUnsupportedServerError`` for a Cluster node; a network error as it comes."""
+    await conn.send_command("INFO")
+    try:
+        raw = await conn.read_response(disable_decoding=True)
+    except ResponseError:
+        return None  # an ACL without INFO: nothing is known of the server
+    fields = _info_fields(bytes(raw).decode(errors="replace"))
+    host = getattr(conn, "host", None)
+    address = f"{host}:{getattr(conn, 'port', '')}" if host else str(getattr(conn, "path", ""))
+    if fields.get("cluster_enabled") == "1":
+        raise RelayUnsupportedServerError(
+            f"the Redis at {address} is a Redis Cluster node, which the relay does not support yet: "
+            "point it at a single Redis, or at a Sentinel-managed one (redis+sentinel://)",
+            key=key,
+            operation=op,
+        )
+    durable = False
+    if fields.get("aof_enabled") == "1":
+        await conn.send_command("CONFIG", "GET", "appendfsync")
+        try:
+            reply = await conn.read_response(disable_decoding=True)
+        except ResponseError:
+            reply = None  # CONFIG not allowed (managed services): not known to be durable
+        durable = isinstance(reply, list) and len(reply) == 2 and bytes(reply[1]) == b"always"
+    return ServerInfo(
+        run_id=fields.get("run_id", ""), address=address, role=fields.get("role", "master"), durable=durable
+    )
+
+
+def sentinel_pool(url: str, *, connect_timeout: float, command_timeout: float) -> aioredis.ConnectionPool:
+    """The pool of ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]``:
+    its connections ask the sentinels for the master of ``service`` each time they connect. The
+    credentials are the data nodes' (the sentinels are asked without)."""
+    rest = url[len(SENTINEL_SCHEME) + 3 :]
+    netloc, _, path = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at:
+        hosts, userinfo = netloc, ""
+    username, _, password = userinfo.partition(":") if ":" in userinfo else ("", "", userinfo)
+    nodes: list[tuple[str, int]] = []
+    for part in hosts.split(","):
+        host, colon, port = part.strip().rpartition(":")
+        if not colon:
+            host, port = port, "26379"
+        if not host or not port.isdigit():
+            raise ValueError(f"bad sentinel address {part!r} in {SENTINEL_SCHEME} URL (want host:port)")
+        nodes.append((host.strip("[]"), int(port)))
+    parts = [p for p in path.split("/") if p]
+    if not parts or len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
+        raise ValueError(
+            f"a {SENTINEL_SCHEME} URL names the service and optionally the database: "
+            f"{SENTINEL_SCHEME}://host:port[,host:port...]/service_name[/db]"
+        )
+    kwargs: dict[str, object] = {"socket_connect_timeout": connect_timeout, "socket_timeout": command_timeout}
+    sentinel = Sentinel(nodes, sentinel_kwargs=dict(kwargs), **kwargs)  # type: ignore[no-untyped-call]
+    client = sentinel.master_for(
+        unquote(parts[0]),
+        db=int(parts[1]) if len(parts) == 2 else 0,
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+    )
+    pool: aioredis.ConnectionPool = client.connection_pool
+    return pool
