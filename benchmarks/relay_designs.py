@@ -75,9 +75,9 @@ class PipelinedWire(DrainWire):
         self._keys = keys
         return b"".join(pack(("LPOP", k, DRAIN_PER_KEY)) for k in keys)
 
-    async def send(self, conn: Any, cmd: bytes, tail: bytes = b"") -> None:
+    async def send(self, conn: Any, cmd: bytes, tail: bytes = b"", head: bytes = b"") -> None:
         self._sent = self._keys
-        await conn.send_packed_command(cmd + tail, check_health=False)
+        await conn.send_packed_command(head + cmd + tail, check_health=False)
 
     async def read(self, conn: Any) -> list[Any] | None:
         out: list[Any] = []

@@ -329,7 +329,8 @@ async def _message_events(
                     await send_event(codec.sse_frame(ErrorResponseEvent(error=error)))
                     return
                 if not started:
-                    pos = await relay.queue_position(message_id, compat_hash)
+                    # one MGET per interval for every waiting chat of the relay, not one each
+                    pos = await relay.queue_position(message_id, compat_hash, max_age=pending_interval)
                     await send_event(codec.sse_frame(PendingResponseEvent(pos.position, pos.size)))
                 continue
             started, idle = True, 0.0

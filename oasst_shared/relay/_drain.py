@@ -31,13 +31,11 @@ DRAIN_PER_KEY: Final = 4096
 
 
 class ScanView(NamedTuple):
-    """The packed commands of a round over every open stream, valid for one stream set."""
+    """The packed drain of every open stream's key, valid for one stream set."""
 
     version: int  # of the stream set
-    block_timeout: float  # the BLPOP timeout packed in ``wait``
     keys: list[bytes]
     scan: bytes  # the drain of every key (``command``)
-    wait: bytes  # BLPOP on every key, pipelined behind ``scan`` by a wait round
 
 
 class DrainWire:
@@ -49,7 +47,9 @@ class DrainWire:
     def __init__(self, backup_expire: int) -> None:
         self._script = Script(DRAIN)
         self._backup_expire = backup_expire
-        self.backup_key = f"relay:inflight:{uuid.uuid4().hex}".encode()
+        self.reader_id = uuid.uuid4().hex
+        """The reader's own id, in its backup's and its doorbell's keys."""
+        self.backup_key = f"relay:inflight:{self.reader_id}".encode()
         """The reader's backup list."""
         self._round_id = 0
         self._unacked: int | None = None  # the round sent whose reply has not been read
@@ -66,18 +66,16 @@ class DrainWire:
         head = (b"*%d\r\n" % (n + 8), self._script.head, bulk(b"%d" % (n + 1)), bulk(self.backup_key))
         return b"".join((*head, body, bulk(b"%d" % DRAIN_PER_KEY), bulk(b"%d" % nhot)))
 
-    def scan_view(self, keys: list[bytes], body: bytes, version: int, block_timeout: float) -> ScanView:
-        """The drain of every key of a stream set (``version``), and its ``BLPOP``."""
-        blpop = b"*%d\r\n$5\r\nBLPOP\r\n" % (len(keys) + 2)
-        wait = b"".join((blpop, body, bulk(repr(float(block_timeout)).encode())))
-        return ScanView(version, block_timeout, keys, self.command(keys, body, 0), wait)
+    def scan_view(self, keys: list[bytes], body: bytes, version: int) -> ScanView:
+        """The drain of every key of a stream set (``version``)."""
+        return ScanView(version, keys, self.command(keys, body, 0))
 
-    async def send(self, conn: AbstractConnection, cmd: bytes, tail: bytes = b"") -> None:
-        """Send a drain (``command``) with the next round id, then ``tail`` (pipelined)."""
+    async def send(self, conn: AbstractConnection, cmd: bytes, tail: bytes = b"", head: bytes = b"") -> None:
+        """Send ``head``, a drain (``command``) with the next round id, then ``tail``, pipelined."""
         self._round_id += 1
         self._unacked = self._round_id
         last = bulk(b"%d" % self._round_id) + bulk(b"%d" % self._backup_expire)
-        await conn.send_packed_command(b"".join((cmd, last, tail)), check_health=False)
+        await conn.send_packed_command(b"".join((head, cmd, last, tail)), check_health=False)
 
     async def read(self, conn: AbstractConnection) -> list[Any] | None:
         """A drain's reply: [index1, frames1, index2, frames2, ...] for the keys that had frames
@@ -101,12 +99,13 @@ class DrainWire:
             i += 2 + count
         return out
 
-    async def load(self, conn: AbstractConnection) -> None:
-        """Load the script on a new connection, so its first round does not get NOSCRIPT (a
-        wait round would then block before loading it)."""
+    async def load(self, conn: AbstractConnection, *others: str) -> None:
+        """Load the script (and ``others``) on a new connection, so that its rounds do not get
+        NOSCRIPT."""
         try:
-            await conn.send_packed_command(pack(("SCRIPT", "LOAD", DRAIN)), check_health=False)
-            await conn.read_response(disable_decoding=True)
+            for source in (DRAIN, *others):
+                await conn.send_packed_command(pack(("SCRIPT", "LOAD", source)), check_health=False)
+                await conn.read_response(disable_decoding=True)
         except ResponseError:
             pass  # SCRIPT not allowed: the round gets NOSCRIPT and says so
         except (*NETWORK_ERRORS, RedisError):

@@ -1,27 +1,27 @@
 """The reader: one task per relay that drains every local stream's queue, one round trip per round.
 
-Each round is one round trip on the reader's connection, of one of three kinds:
+Its cost follows the frames, not the open streams. Each stream is registered for the reader's
+doorbell (``_doorbell``): a publish pushes the stream's key onto the reader's doorbell list, so an
+idle reader blocks on that one key, whatever the number of streams. Each round is one round trip:
 
-* a **hot round**, while some keys are hot (they gave more than one frame when last drained:
-  frames pile up between rounds): one ``EVALSHA`` of DRAIN popping the hot keys, the streams
-  opened since the last round, and the next ``COLD_SLICE`` keys of a ring of every key (scanned,
-  popped only if non-empty). Its size follows the hot keys, not the open streams.
-* a **scan round**, when no key is hot but the last round found frames: DRAIN scanning every
-  key (the command packed once per change of the stream set).
-* a **wait round**, when the last round found nothing: the same scan pipelined with a ``BLPOP``
-  on every key, which returns at once if a frame arrived since, else waits for one. A new stream
-  wakes it (``CLIENT UNBLOCK``); without the ``CLIENT`` command it polls every 50 ms instead.
+* a **hot round**, while there is work: one ``EVALSHA`` of DRAIN popping the hot keys (they gave
+  more than one frame when last drained: frames pile up between rounds), the streams opened
+  since the last round, and the keys the doorbell named, and scanning the next ``COLD_SLICE``
+  keys of a ring of every key (popped only if non-empty); then the doorbell's ``LPOP``.
+* a **scan round**, every ``max(SCAN_EVERY, streams * SCAN_PACE)`` seconds (1 s up to 50,000
+  streams): DRAIN scanning every key (packed once per change of the stream set), for frames that
+  rang no doorbell: pushed by a reference server process, or whose doorbell entry was lost with a
+  connection. Its cost (about 0.1 us of Redis CPU per key) is the only one that grows with the
+  streams, and it is paced to stay under 0.5% of a Redis core.
+* a **wait round**, when there is no work: ``BLPOP`` on the doorbell alone. A new stream wakes it
+  (``CLIENT UNBLOCK``; without the ``CLIENT`` command it polls every 50 ms instead), so that
+  its registration and first drain go out at once.
 
-While frames flow, a round starts at most once per ``read_interval`` (a scan round, at most once
-per ``SCAN_PACE`` per open stream too): the round trips, and the scans of idle keys, are shared
-by the frames of that interval, and the reader blocks only when a round finds nothing. A
-``BLPOP`` on many keys costs Redis far more than a scan of them (it registers the client on every
-key, then unregisters it), so at a steady low load the reader scans once per interval and never
-blocks.
-
-No key starves: a key that is not hot is scanned by every scan and wait round and, during a run
-of hot rounds, within ``ceil(streams / COLD_SLICE)`` of them (the ring moves every key it scans to
-its end). Each key is popped by this one reader only: its frames arrive once, in order.
+While frames flow, a round starts at most once per ``read_interval``: the round trips are shared
+by the frames of that interval. No key starves: a key that is not hot is popped when its doorbell
+rings, scanned by every scan round and, during a run of hot rounds, within
+``ceil(streams / COLD_SLICE)`` of them (the ring moves every key it scans to its end). Each key is
+popped by this one reader only: its frames arrive once, in order.
 
 **Backup.** Each drain also keeps what it popped in the reader's own list (``_drain``): if a
 drain's reply is lost, the reader reads it back after reconnecting and delivers it, once.
@@ -44,6 +44,7 @@ from typing import Any, Final
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from oasst_shared.relay._doorbell import Doorbell
 from oasst_shared.relay._drain import DrainWire, ScanView
 from oasst_shared.relay._errors import RelayConnectionError, RelayDataLossError, RelayError
 from oasst_shared.relay._giveback import GiveBacks
@@ -51,13 +52,15 @@ from oasst_shared.relay._health import Health, for_key
 from oasst_shared.relay._inbox import Inbox
 from oasst_shared.relay._link import BACKOFF, NETWORK_ERRORS, Link, bulk, response_error
 
-__all__ = ["COLD_SLICE", "SCAN_PACE", "Reader"]
+__all__ = ["COLD_SLICE", "SCAN_EVERY", "SCAN_PACE", "Reader"]
 
 COLD_SLICE: Final = 64
 """Keys that are not hot scanned per hot round."""
-SCAN_PACE: Final = 1e-6
-"""Seconds between scan rounds per open stream, at least: a scan costs Redis about 0.1 us per
-key (it parses every name), so scanning 10,000 streams is paced to one round per 10 ms."""
+SCAN_EVERY: Final = 1.0
+"""Seconds between scans of every key, at least (they find frames that rang no doorbell)."""
+SCAN_PACE: Final = 20e-6
+"""...and at least this many seconds per open stream: a scan costs Redis about 0.1 us per key,
+so the scans stay under 0.5% of a Redis core however many streams are open (20,000: one a s)."""
 READ_OP: Final = "stream (EVALSHA LPOP)"
 
 
@@ -105,6 +108,8 @@ class Reader:
         self.health = Health(retry_window)
         """What the reader knows of Redis (reachable, answering, the same server)."""
         self._wire = wire if wire is not None else DrainWire(backup_expire)
+        self._bell = Doorbell(self._wire.reader_id, backup_expire)
+        self._next_scan = 0.0  # when the next round scans every key
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -124,6 +129,7 @@ class Reader:
         self._inboxes[key] = inbox
         self._bulks[key] = bulk(key)
         self._include(key)
+        self._bell.register(key)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._read_loop())
 
@@ -134,6 +140,7 @@ class Reader:
             del self._inboxes[key]
             del self._bulks[key]
             self._exclude(key)
+            self._bell.unregister(key)
 
     def pause(self, inbox: Inbox) -> None:
         """Leave ``inbox``'s queue out of the rounds (its consumer is behind)."""
@@ -258,19 +265,18 @@ class Reader:
         link = self._link
         loop = asyncio.get_running_loop()
         generation = -1
-        found = True  # the last round found frames: the next one does not block
         started = -float("inf")
+        bell = self._bell
         while not self._stopping:
             if not self._active:
                 assert self._changed is not None
                 self._changed.clear()
                 await self._changed.wait()
                 continue
-            if found:
-                interval = self.read_interval
-                if not self._hot:  # the next round scans every key: at most ~10% of a Redis core
-                    interval = max(interval, len(self._active) * SCAN_PACE)
-                delay = started + interval - loop.time()
+            scan_due = loop.time() >= self._next_scan
+            waiting = not (scan_due or self._hot or self._fresh or bell.rung)
+            if not waiting:
+                delay = started + self.read_interval - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
                     continue  # the stream set may have changed (or emptied) meanwhile
@@ -298,19 +304,22 @@ class Reader:
                 self._client_id = await self._wire.client_id(conn)
                 self._wait_timeout = self._block_timeout if self._client_id is not None else 0.05
                 await self._wire.load(conn)
+                bell.refresh_now()  # the server may have lost the registrations, and rung no bell
+                self._next_scan, waiting = 0.0, False
             self._in_round = True
-            self.health.round_began(0.0 if found else self._wait_timeout)
+            self.health.round_began(self._wait_timeout if waiting else 0.0)
             try:
                 started = loop.time()
                 if self._wire.unacked:
                     for key, frames in await self._wire.recover(conn):
                         self._deliver(key, frames)
-                if not found:
-                    found = await self._wait_round(conn)
-                elif self._hot:
-                    found = await self._hot_round(conn)
+                if waiting:
+                    await self._wait_round(conn)
+                elif loop.time() >= self._next_scan:
+                    self._next_scan = started + max(SCAN_EVERY, len(self._active) * SCAN_PACE)
+                    await self._scan_round(conn)
                 else:
-                    found = await self._scan_round(conn)
+                    await self._hot_round(conn)
             except asyncio.CancelledError:
                 raise
             except NoScriptError:
@@ -330,7 +339,7 @@ class Reader:
                     await conn.disconnect(nowait=True)
                 await asyncio.sleep(BACKOFF.first)
                 self._hot.clear()
-                found = True  # the next round scans every key
+                self._next_scan = 0.0  # the next round scans every key
             finally:
                 self._in_round = False
                 self.health.round_ended()
@@ -339,8 +348,9 @@ class Reader:
                     if not w.done():
                         w.set_result(None)
 
-    async def _hot_round(self, conn: AbstractConnection) -> bool:
-        """Drain the hot keys, the fresh ones and a slice of the ring; True if any frame."""
+    async def _hot_round(self, conn: AbstractConnection) -> None:
+        """Pop the hot keys, the fresh ones and the ones the doorbell named; scan a slice of the
+        ring (keys that rang no bell: pushed by a reference server, say)."""
         active, hot = self._active, self._hot
         keys = list(hot)
         fresh, self._fresh = self._fresh, []
@@ -348,64 +358,56 @@ class Reader:
             if k in active and k not in hot:
                 hot[k] = None  # drained unconditionally this round (dropped if it yields nothing)
                 keys.append(k)
+        keep = len(keys)
+        rung, self._bell.rung = self._bell.rung, {}
+        keys += [k for k in rung if k in active and k not in hot]  # (a paused or closed one: not)
         nhot = len(keys)
         ring = self._ring
         for k in list(itertools.islice(ring, COLD_SLICE)):
             del ring[k]
             ring[k] = None  # to the end of the ring: scanned again after every other key
-            if k not in hot:
+            if k not in hot and k not in rung:
                 keys.append(k)
-        await self._wire.send(conn, self._wire.command(keys, self._body(keys), nhot))
-        return self._take(await self._read_reply(conn), keys, nhot)
+        await self._round(conn, self._wire.command(keys, self._body(keys), nhot), keys, keep)
 
-    def _current_view(self) -> ScanView:
-        """The packed scan of every key, and the BLPOP on every key a wait round sends behind it."""
+    async def _scan_round(self, conn: AbstractConnection) -> None:
+        """Drain every key (one round trip), packed once per change of the stream set."""
         view = self._view
-        if view is None or view.version != self._version or view.block_timeout != self._wait_timeout:
+        if view is None or view.version != self._version:
             keys = list(self._active)
-            view = self._view = self._wire.scan_view(
-                keys, self._body(keys), self._version, self._wait_timeout
-            )
+            view = self._view = self._wire.scan_view(keys, self._body(keys), self._version)
         self._fresh.clear()  # every open stream's key is in the round
-        return view
+        self._bell.rung.clear()  # and every key a bell named
+        await self._round(conn, view.scan, view.keys, 0)
 
-    async def _scan_round(self, conn: AbstractConnection) -> bool:
-        """Drain every key (one round trip); True if any frame."""
-        view = self._current_view()
-        await self._wire.send(conn, view.scan)
-        return self._take(await self._read_reply(conn), view.keys, 0)
-
-    async def _wait_round(self, conn: AbstractConnection) -> bool:
-        """Drain every key, then block on every key (BLPOP), pipelined; True if any frame."""
-        view = self._current_view()
-        self._blocked = view.version
-        err: ResponseError | None = None
-        found = False
-        try:
-            await self._wire.send(conn, view.scan, view.wait)
+    async def _round(self, conn: AbstractConnection, drain: bytes, keys: list[bytes], keep: int) -> None:
+        """One round trip: registrations due, the drain, then the doorbell's ``LPOP``, pipelined."""
+        head = self._bell.command(self._active)
+        await self._wire.send(conn, drain, self._bell.pop_command(), head=head)
+        err: ResponseError | None = None  # every reply is read before one is raised
+        for part in ("head", "drain", "bell") if head else ("drain", "bell"):
             try:
-                reply = await self._read_reply(conn)
-            except ResponseError as exc:
-                err = exc
-                self.health.answered()
-            else:
-                found = self._take(reply, view.keys, 0)
-            try:
-                popped = await conn.read_response(disable_decoding=True)
-            except ResponseError as exc:
-                if "WRONGTYPE" in str(exc):
-                    found = True  # a key is not a list: the next round (a drain) isolates it
+                if part == "drain":
+                    self._take(await self._read_reply(conn), keys, keep)
                 else:
-                    err = err or exc
-            else:
-                if popped:
-                    found = True
-                    self._deliver(popped[0], [popped[1]])
-        finally:
-            self._blocked = None
+                    reply = await conn.read_response(disable_decoding=True)
+                    self._bell.popped(reply if part == "bell" else None)
+            except ResponseError as exc:
+                self.health.answered()
+                err = err or exc
         if err is not None:
             raise err
-        return found
+
+    async def _wait_round(self, conn: AbstractConnection) -> None:
+        """Block on the doorbell alone (``BLPOP``): the same cost with 20 open streams or 20,000."""
+        self._blocked = self._version
+        try:
+            await conn.send_packed_command(self._bell.wait_command(self._wait_timeout), check_health=False)
+            reply = await conn.read_response(disable_decoding=True)
+            self.health.answered()
+            self._bell.popped(reply)
+        finally:
+            self._blocked = None
 
     def _body(self, keys: list[bytes]) -> bytes:
         """``keys`` as RESP bulk strings, packed once per stream when it opens."""
@@ -416,9 +418,9 @@ class Reader:
         self.health.answered()
         return reply
 
-    def _take(self, reply: list[Any] | None, keys: list[bytes], nhot: int) -> bool:
+    def _take(self, reply: list[Any] | None, keys: list[bytes], keep: int) -> bool:
         """Deliver a drain's reply; True if it had frames. The next hot set is the keys that gave
-        more than one frame, or any frame if drained as hot (the first ``nhot`` of ``keys``)."""
+        more than one frame, or any frame if drained as hot (the first ``keep`` of ``keys``)."""
         hot: dict[bytes, None] = {}
         self._hot = hot
         if not reply:
@@ -434,7 +436,7 @@ class Reader:
                     self._end_stream(inbox, response_error(ResponseError(message), key=inbox.key, op=READ_OP))
                 continue
             key = keys[idx]
-            if (idx < nhot or len(frames) > 1) and key in active:
+            if (idx < keep or len(frames) > 1) and key in active:
                 hot[key] = None
             deliver(key, frames)
         return True

@@ -14,7 +14,7 @@ from typing import Final
 from oasst_shared.relay._errors import RelayError, RelayResponseError
 from oasst_shared.relay._link import Arg, Link, Reply, bulk
 
-__all__ = ["DRAIN", "ENQUEUE", "PUBLISH", "Script", "sha1"]
+__all__ = ["DRAIN", "ENQUEUE", "PUBLISH", "REGISTER", "Script", "sha1"]
 
 # KEYS: the message queues of one flush. ARGV: expire seconds (0: none), max length (0: none),
 # then for each key: its frame count n and its n frames. Pushes each key's frames in order
@@ -26,12 +26,16 @@ __all__ = ["DRAIN", "ENQUEUE", "PUBLISH", "Script", "sha1"]
 # leave the keys before it pushed and the caller unable to tell which).
 # One RPUSH per key (its reply is the new length); only a push that overflows the max length
 # pays a second call, an RPOP of the suffix that did not fit (within the script: no reader ever
-# sees it).
+# sees it). Then the doorbells (_doorbell): each pushed key whose stream a relay reader registered
+# (relay:reader:{message_id}, the key without its "message:" prefix) is pushed onto that reader's
+# relay:bell:{reader id}, one RPUSH per reader per flush (names computed here: a single Redis).
 PUBLISH: Final = """
 local expire = tonumber(ARGV[1])
 local maxlen = tonumber(ARGV[2])
 local i = 3
 local res = {}
+local bells = {}
+local readers = {}
 for k = 1, #KEYS do
   local key = KEYS[k]
   local n = tonumber(ARGV[i])
@@ -58,9 +62,31 @@ for k = 1, #KEYS do
       take = n - over
     end
     if take > 0 and expire > 0 then redis.call('EXPIRE', key, expire) end
+    if take > 0 then
+      local reader = redis.pcall('GET', 'relay:reader:' .. string.sub(key, 9))
+      if type(reader) == 'string' then
+        local keys = bells[reader]
+        if not keys then
+          keys = {}
+          bells[reader] = keys
+          readers[#readers + 1] = reader
+        end
+        keys[#keys + 1] = key
+      end
+    end
     res[k] = take
   end
   i = i + n
+end
+for r = 1, #readers do
+  local bell = 'relay:bell:' .. readers[r]
+  local keys = bells[readers[r]]
+  for j = 1, #keys, 4000 do
+    local e = j + 3999
+    if e > #keys then e = #keys end
+    redis.pcall('RPUSH', bell, unpack(keys, j, e))
+  end
+  if expire > 0 then redis.pcall('EXPIRE', bell, expire) end
 end
 return res
 """
@@ -141,6 +167,23 @@ local ctr = redis.call('INCR', KEYS[2])
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[3], ctr, 'EX', tonumber(ARGV[3]))
 return ctr
+"""
+
+
+# KEYS: registrations (relay:reader:{message_id}), the first ARGV[3] to set, the rest to delete
+# if they are still this reader's. ARGV: the reader's id, the registrations' expiry in seconds,
+# how many to set. pcall: a refused registration (OOM) only costs the doorbell, never a round.
+REGISTER: Final = """
+local me = ARGV[1]
+local ttl = tonumber(ARGV[2])
+local nset = tonumber(ARGV[3])
+for i = 1, nset do
+  redis.pcall('SET', KEYS[i], me, 'EX', ttl)
+end
+for i = nset + 1, #KEYS do
+  if redis.pcall('GET', KEYS[i]) == me then redis.pcall('DEL', KEYS[i]) end
+end
+return nset
 """
 
 

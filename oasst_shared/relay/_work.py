@@ -3,7 +3,9 @@ their ``ctr_enq:``/``ctr_deq:`` counters and each message's ``pos:{message_id}``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from typing import NamedTuple
 
 from oasst_shared.relay._errors import QueueFullError, RelayConnectionError, RelayError
@@ -37,6 +39,7 @@ class WorkQueues:
         self._max_size = max_size
         self._enqueue = Script(ENQUEUE)
         self._idle: list[Link] = []  # blocking links of finished dequeues
+        self._pollers: dict[float, _PositionPoller] = {}
 
     async def enqueue(self, compat_hash: str, message_id: str, *, enforce_max_size: bool) -> int:
         """``RPUSH`` + ``INCR ctr_enq:`` + ``SET pos:`` in one script call; returns the counter."""
@@ -110,7 +113,97 @@ class WorkQueues:
         return QueuePosition(qpos, max(enq - deq, qpos))
 
     async def close(self) -> None:
-        """Close the idle dequeue links."""
+        """Stop the position pollers; close the idle dequeue links."""
+        for poller in self._pollers.values():
+            await poller.close()
+        self._pollers.clear()
         for link in self._idle:
             await link.close()
         self._idle.clear()
+
+    async def shared_position(self, message_id: str, compat_hash: str, max_age: float) -> QueuePosition:
+        """A reading at most ``max_age`` seconds old, from the poller that reads every message
+        asked for at that age in one ``MGET`` per ``max_age``."""
+        check_id("message_id", message_id)
+        check_id("compat_hash", compat_hash)
+        poller = self._pollers.get(max_age)
+        if poller is None:
+            poller = self._pollers[max_age] = _PositionPoller(self._control, max_age)
+        return await poller.get(message_id, compat_hash)
+
+
+class _PositionPoller:
+    """The positions of every message asked for recently, read in one ``MGET`` per ``max_age``
+    (the counters of each work queue once, and each message's ``pos:``): what the reference's
+    event stream reads with three round trips per waiting chat per second. A message not asked
+    for in two rounds leaves the poll; the task stops when none is left."""
+
+    def __init__(self, control: Link, max_age: float) -> None:
+        self._control = control
+        self._max_age = max_age
+        self._asked: dict[tuple[str, str], float] = {}  # (message id, compat hash) -> last asked
+        self._readings: dict[tuple[str, str], QueuePosition] = {}
+        self._next: asyncio.Future[None] | None = None  # the next reading's outcome
+        self._task: asyncio.Task[None] | None = None
+
+    async def get(self, message_id: str, compat_hash: str) -> QueuePosition:
+        key = (message_id, compat_hash)
+        self._asked[key] = time.monotonic()
+        reading = self._readings.get(key)
+        if reading is not None:
+            return reading
+        if self._next is None or self._next.done():
+            self._next = asyncio.get_running_loop().create_future()
+        waiter = self._next
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        await asyncio.shield(waiter)  # (raises the reading's error)
+        return self._readings[key]
+
+    async def _run(self) -> None:
+        while self._asked:
+            cutoff = time.monotonic() - 2 * self._max_age
+            for key in [k for k, at in self._asked.items() if at < cutoff]:
+                del self._asked[key]
+                self._readings.pop(key, None)
+            waiter, self._next = self._next, None
+            try:
+                self._readings = await self._read(list(self._asked))
+            except RelayError as exc:
+                self._readings = {}
+                if waiter is not None and not waiter.done():
+                    waiter.set_exception(exc)
+                    waiter.exception()  # (retrieved: a caller may have gone)
+            else:
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+            await asyncio.sleep(self._max_age)
+
+    async def _read(self, asked: list[tuple[str, str]]) -> dict[tuple[str, str], QueuePosition]:
+        queues = list(dict.fromkeys(work_queue_key(h) for _, h in asked))
+        keys = [k for q in queues for k in (f"ctr_deq:{q}", f"ctr_enq:{q}")]
+        keys += [f"pos:{m}" for m, _ in asked]
+        op = "queue_position (MGET)"
+        reply = reply_list(
+            await self._control.call(["MGET", *keys], op=op, key=None, idempotent=True),
+            len(keys),
+            op=op,
+            key=None,
+        )
+        values = [0 if v is None else reply_int(v, op=op, key=k) for v, k in zip(reply, keys, strict=True)]
+        counters = {q: (values[2 * i], values[2 * i + 1]) for i, q in enumerate(queues)}
+        out = {}
+        for (message_id, compat_hash), pos in zip(asked, values[2 * len(queues) :], strict=True):
+            deq, enq = counters[work_queue_key(compat_hash)]
+            position = max(pos - deq, 0)
+            out[(message_id, compat_hash)] = QueuePosition(position, max(enq - deq, position))
+        return out
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        if self._next is not None and not self._next.done():
+            self._next.set_exception(RelayError("the relay is closed", key=None, operation="queue_position"))
+            self._next.exception()

@@ -64,7 +64,12 @@ async def test_the_restart_experiment(persist: bool) -> None:
         async with Relay(srv.url) as relay:
             for run in range(10):
                 outcome = await run_streams(
-                    relay, streams=20, tokens=500, faults=[restart(srv)] * 3, prefix=f"r{run}-", stream_timeout=5
+                    relay,
+                    streams=20,
+                    tokens=500,
+                    faults=[restart(srv)] * 3,
+                    prefix=f"r{run}-",
+                    stream_timeout=5,
                 )
                 check(outcome, 20)
                 total.add(outcome)
@@ -81,7 +86,7 @@ async def test_failover_under_load() -> None:
         with running_sentinels() as ha:
             async with Relay(ha.url, retry_timeout=20) as relay:
 
-                async def fail_over() -> None:
+                async def fail_over(run: int = run) -> None:
                     await asyncio.to_thread(ha.kill_master)
                     killed = time.monotonic()
                     promote.append(await asyncio.to_thread(ha.wait_failover))
@@ -95,7 +100,13 @@ async def test_failover_under_load() -> None:
                     follow.append(time.monotonic() - killed)
 
                 outcome = await run_streams(
-                    relay, streams=20, tokens=500, faults=[fail_over], prefix=f"ha{run}-", rate=10_000, stream_timeout=30
+                    relay,
+                    streams=20,
+                    tokens=500,
+                    faults=[fail_over],
+                    prefix=f"ha{run}-",
+                    rate=10_000,
+                    stream_timeout=30,
                 )
                 check(outcome, 20)
                 total.add(outcome)

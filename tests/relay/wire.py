@@ -20,6 +20,7 @@ from redis.asyncio.connection import Connection
 
 SendHook = Callable[["HookedConnection", bytes], Awaitable[bytes]]
 ReadHook = Callable[["HookedConnection"], Awaitable[None]]
+AfterReadHook = Callable[["HookedConnection", Any], Awaitable[None]]
 
 
 class Hooks:
@@ -28,6 +29,7 @@ class Hooks:
     def __init__(self) -> None:
         self.before_send: SendHook | None = None  # may return the command changed, or raise
         self.before_read: ReadHook | None = None  # may raise (the reply is then never read)
+        self.after_read: AfterReadHook | None = None  # sees the reply; may raise (it is then lost)
 
 
 class HookedConnection(Connection):
@@ -48,7 +50,10 @@ class HookedConnection(Connection):
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         if self.hooks.before_read is not None:
             await self.hooks.before_read(self)
-        return await super().read_response(*args, **kwargs)
+        reply = await super().read_response(*args, **kwargs)
+        if self.hooks.after_read is not None:
+            await self.hooks.after_read(self, reply)
+        return reply
 
 
 def _as_bytes(command: str | Iterable[bytes]) -> Iterable[bytes]:
