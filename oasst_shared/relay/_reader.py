@@ -59,9 +59,8 @@ COLD_SLICE: Final = 64
 SCAN_EVERY: Final = 1.0
 """Seconds between scans of every key, at least (they find frames that rang no doorbell)."""
 SCAN_PACE: Final = 100e-6
-"""...and at least this many seconds per open stream: a scan costs Redis about 0.6 us per key
-(measured, Redis 6.2), so the scans stay near 0.6% of a Redis core however many streams are open
-(20,000: one scan every 2 s)."""
+"""...and at least this many per open stream: a scan costs Redis about 0.6 us per key (Redis 6.2),
+so scans stay near 0.6% of a Redis core however many streams are open (20,000: one every 2 s)."""
 READ_OP: Final = "stream (EVALSHA LPOP)"
 
 
