@@ -18,7 +18,7 @@ from urllib.parse import unquote
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import ResponseError
+from redis.exceptions import BusyLoadingError, ResponseError
 
 from oasst_shared.relay._errors import RelayUnsupportedServerError
 
@@ -52,13 +52,17 @@ def _info_fields(text: str) -> dict[str, str]:
 
 async def probe(conn: AbstractConnection, *, op: str, key: str | None) -> ServerInfo | None:
     """``INFO`` on ``conn`` (just connected): None where ``INFO`` is not allowed. Raises
-    ``RelayUnsupportedServerError`` for a Cluster node; a network error as it comes."""
+    ``RelayUnsupportedServerError`` for a Cluster node, ``BusyLoadingError`` while the server
+    loads its data (the caller connects again), a network error as it comes."""
     await conn.send_command("INFO")
     try:
         raw = await conn.read_response(disable_decoding=True)
     except ResponseError:
         return None  # an ACL without INFO: nothing is known of the server
     fields = _info_fields(bytes(raw).decode(errors="replace"))
+    if fields.get("loading") == "1":
+        # restarting: what it says of its persistence is not settled yet; connect again shortly
+        raise BusyLoadingError("Redis is loading its data")
     host = getattr(conn, "host", None)
     address = f"{host}:{getattr(conn, 'port', '')}" if host else str(getattr(conn, "path", ""))
     if fields.get("cluster_enabled") == "1":

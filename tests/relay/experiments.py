@@ -76,6 +76,7 @@ async def run_streams(
     ``faults`` when that fraction of the tokens has been published; read and judge every stream.
     A producer whose publish fails stops (as a worker handler aborts the message)."""
     outcome = Outcome()
+    producing = streams  # producers still publishing
     fault_at: list[float] = []
     landed_after_fault: list[float] = []
     published = 0
@@ -94,7 +95,7 @@ async def run_streams(
         judge(got, tokens, True, outcome)
 
     async def produce(j: int) -> None:
-        nonlocal published
+        nonlocal published, producing
         mid = f"{prefix}{j}"
         gap = streams / rate
         try:
@@ -107,11 +108,15 @@ async def run_streams(
             await relay.publish(mid, final(mid))
         except RelayError as exc:
             outcome.publish_errors[type(exc).__name__] += 1
+        finally:
+            producing -= 1
 
     async def inject() -> None:
         for mark, fault in zip(marks, faults, strict=True):
-            while published < mark:
+            while published < mark and producing:  # (producers that failed stop publishing)
                 await asyncio.sleep(0.005)
+            if not producing:
+                return
             fault_at.append(time.monotonic())
             await fault()
 
