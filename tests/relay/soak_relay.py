@@ -121,7 +121,6 @@ async def test_timed_soak() -> None:
     kinds: dict[str, int] = {}
     with running_redis(use_env=False) as srv:
         async with Relay(srv.url, retry_timeout=5) as relay:
-            admin = aioredis.Redis.from_url(srv.url)
             deadline = time.monotonic() + seconds
             run = 0
             while time.monotonic() < deadline:
@@ -135,8 +134,10 @@ async def test_timed_soak() -> None:
                         srv.pause()
                         await asyncio.sleep(rng.uniform(0.5, 2.0))
                         srv.resume()
-                    else:
+                    else:  # every client connection, the relay's among them
+                        admin = aioredis.Redis.from_url(srv.url)
                         await admin.client_kill_filter(_type="normal", skipme=True)
+                        await admin.aclose()
 
                 outcome = await run_streams(
                     relay, streams=20, tokens=300, faults=[fault], prefix=f"s{run}-", stream_timeout=5
@@ -144,5 +145,4 @@ async def test_timed_soak() -> None:
                 check(outcome, 20)
                 total.add(outcome)
                 run += 1
-            await admin.aclose()
     report(f"timed soak, {seconds:g} s", total, rounds=run, faults=kinds)
