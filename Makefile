@@ -14,7 +14,7 @@ BIN = $(VENV)/bin
 STAMP := .venv/.installed
 PYTEST_FLAGS ?=
 # The extras the tests exercise (the dev group is installed by default).
-EXTRAS := pydantic hardware redis
+EXTRAS := pydantic hardware redis server
 EMPTY :=
 COMMA := ,
 

@@ -68,7 +68,7 @@ def test_report_has_a_row_per_variant_and_the_goals(quick_results: dict[str, obj
             assert row.startswith(f"| {label} | {float(rate):,.0f} | "), row
     goals = quick_results["goals"]
     assert isinstance(goals, list)
-    assert len(goals) == 4
+    assert len(goals) == 6  # four of the relay, two of the example server
     for g in goals:
         assert f"| {g['goal']} | {g['measured']} |" in text
     assert "Relay across two server processes (workers on one, browsers on the other" in text

@@ -11,6 +11,9 @@ offered loads, the issue's goals, and the relay across two server processes.
   of HTTP/1.1 and RFC 6455 it needs). Variants: ``floor`` (no Redis), ``views`` (a),
   ``structs`` (b), ``relay`` (c). ``asgi.py`` serves the same handlers on uvicorn + Starlette
   (``asgi-<variant>``), to show what the framework costs per token.
+* ``app.py`` / ``app_load.py``: the example server (``examples/inference_server``, FastAPI) as
+  the measured process (``asgi-app``), driven through its own endpoints: chats made over HTTP,
+  workers that shake hands and take ``WorkRequest``s, browsers reading the reference's events.
 * ``load.py``: the workers send frames exactly as the reference worker does (pydantic 1.x
   ``.json()``: ``json.dumps`` of the fields); every browser checks it gets its chat's tokens,
   all of them, in order, then the final message. Latency is from a worker's write to its

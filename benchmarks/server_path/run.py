@@ -30,6 +30,7 @@ ASGI_VARIANTS: tuple[tuple[str, str], ...] = (
     ("asgi-floor", "floor on uvicorn + Starlette"),
     ("asgi-views", "(a) on uvicorn + Starlette"),
     ("asgi-relay", "(c) on uvicorn + Starlette"),
+    ("asgi-app", "the example server (examples/inference_server: FastAPI, its own endpoints)"),
 )
 """The same handlers on uvicorn + Starlette (``asgi.py``), the short phases only: the framework's cost."""
 TARGET_RATE = 20_000.0
@@ -38,6 +39,8 @@ LOW_RATE = 5_000.0
 GOAL_CPU_RATIO = 10.0
 GOAL_TOKENS_PER_CORE = 40_000.0
 GOAL_P99_MS = 10.0
+GOAL_APP_FLOOR_RATIO = 1.2
+GOAL_APP_VS_A = 20.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,25 @@ def run_load(
     return json.loads(out.stdout)
 
 
+def run_app_load(port: int, redis_url: str, s: Settings, phases: tuple[str, ...]) -> Any:
+    """The example server's load process (``app_load.py``: chats, workers and browsers through the
+    app's own endpoints) over ``phases``; returns its per-phase results."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.server_path.app_load",
+        f"--port={port}",
+        f"--redis={redis_url}",
+        f"--chats={s.chats}",
+        f"--tokens={s.tokens}",
+        *(f"--phase={p}" for p in phases),
+    ]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"app load process failed ({out.returncode}): {out.stderr[-3000:]}")
+    return json.loads(out.stdout)
+
+
 def _flush(redis_url: str) -> None:
     import redis
 
@@ -158,7 +180,10 @@ def run_benchmark(quick: bool = False, progress: bool = False) -> dict[str, Any]
                 print(f"  {name} ...", file=sys.stderr, flush=True)
             _flush(srv.url)
             with server_process(name, srv.url) as port:
-                phases = run_load(port, port, srv.url, s, phase_list)
+                if name == "asgi-app":
+                    phases = run_app_load(port, srv.url, s, phase_list)
+                else:
+                    phases = run_load(port, port, srv.url, s, phase_list)
             results["variants"][name] = {"phases": {p["phase"]: p for p in phases}}
         if missing_relay:
             results["two_servers"] = {"unavailable": missing_relay}
@@ -237,6 +262,7 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
     else:
         out.append({"goal": "(c) p99 latency", "measured": "not run", "met": False})
+    out += app_goals(results)
     two = results.get("two_servers", {}).get("phases")
     if two:
         ok = all(p["ok"] for p in two.values())
@@ -250,6 +276,47 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": ok,
             }
         )
+    return out
+
+
+def app_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The example server's two goals: near the uvicorn floor at the target load, far below (a)
+    on uvicorn at saturation."""
+    rate = str(int(TARGET_RATE))
+    app_rate, floor_rate = _phase(results, "asgi-app", rate), _phase(results, "asgi-floor", rate)
+    app_sat, a_sat = _phase(results, "asgi-app", "flood"), _phase(results, "asgi-views", "flood")
+    out: list[dict[str, Any]] = []
+    if app_rate and floor_rate:
+        app_cpu, floor_cpu = app_rate["server_cpu_us_per_token"], floor_rate["server_cpu_us_per_token"]
+        ratio = app_cpu / floor_cpu
+        measured = (
+            f"{ratio:.2f}x ({app_cpu:.1f} vs {floor_cpu:.1f} us; p50 {app_rate['latency_ms_p50']:.2f} ms, "
+            f"p99 {app_rate['latency_ms_p99']:.2f} ms)"
+        )
+    else:
+        ratio, measured = math.nan, "not run"
+    out.append(
+        {
+            "goal": f"the example server within {GOAL_APP_FLOOR_RATIO:g}x of the uvicorn floor's server CPU "
+            f"per token at {TARGET_RATE:,.0f} tokens/s offered",
+            "measured": measured,
+            "met": ratio <= GOAL_APP_FLOOR_RATIO,
+        }
+    )
+    if app_sat and a_sat:
+        app_cpu, a_cpu = app_sat["server_cpu_us_per_token"], a_sat["server_cpu_us_per_token"]
+        ratio = a_cpu / app_cpu
+        measured = f"{ratio:.1f}x ({a_cpu:.1f} vs {app_cpu:.1f} us)"
+    else:
+        ratio, measured = math.nan, "not run"
+    out.append(
+        {
+            "goal": f"the example server uses >= {GOAL_APP_VS_A:g}x less server CPU per token than (a) on "
+            "uvicorn (saturation)",
+            "measured": measured,
+            "met": ratio >= GOAL_APP_VS_A,
+        }
+    )
     return out
 
 

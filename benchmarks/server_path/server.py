@@ -389,6 +389,13 @@ async def serve(variant_name: str, redis_url: str, port: int = 0) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if len(args) == 2 and args[0] == "asgi-app":  # the example server (app.py)
+        from benchmarks.server_path import app
+        from benchmarks.server_path.load import raise_fd_limit
+
+        raise_fd_limit()
+        asyncio.run(app.serve(args[1]))
+        return
     name = args[0].removeprefix("asgi-") if args else ""
     if len(args) != 2 or name not in VARIANTS:
         raise SystemExit(
