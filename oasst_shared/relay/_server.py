@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 from urllib.parse import unquote
 
 import redis.asyncio as aioredis
@@ -109,8 +109,9 @@ def sentinel_pool(url: str, *, connect_timeout: float, command_timeout: float) -
             f"a {SENTINEL_SCHEME} URL names the service and optionally the database: "
             f"{SENTINEL_SCHEME}://host:port[,host:port...]/service_name[/db]"
         )
-    kwargs: dict[str, object] = {"socket_connect_timeout": connect_timeout, "socket_timeout": command_timeout}
-    sentinel = Sentinel(nodes, sentinel_kwargs=dict(kwargs), **kwargs)  # type: ignore[no-untyped-call]
+    timeouts = {"socket_connect_timeout": connect_timeout, "socket_timeout": command_timeout}
+    make_sentinel: Any = Sentinel  # (untyped before redis-py 8.2, typed since: one call for both)
+    sentinel = make_sentinel(nodes, sentinel_kwargs=dict(timeouts), **timeouts)
     client = sentinel.master_for(
         unquote(parts[0]),
         db=int(parts[1]) if len(parts) == 2 else 0,
