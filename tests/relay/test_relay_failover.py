@@ -68,7 +68,9 @@ async def test_a_sentinel_failover_under_load() -> None:
             )
             check(outcome, 20)
             assert outcome.data_loss > 0, outcome  # the streams open across it are told
-            assert outcome.fault_to_first_publish is not None  # publishing went on, on the new master
+            # (whether a producer published after the kill depends on timing: one flush in flight
+            # at the kill can carry a frame of every producer, and each then stops on its
+            # RelayPublishError; that the relay follows is checked below, with a new stream)
             # the same relay serves new streams on the new master
             await relay.publish("after", final("after"))
             assert [m async for m in relay.stream("after", timeout=10)] == [final("after")]
