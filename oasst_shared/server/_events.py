@@ -125,7 +125,8 @@ async def message_event_chunks(
                 batch = await sub.next_batch(pending_interval)
                 if not batch:
                     if not started:  # waiting for a worker, as long as it takes (as the reference)
-                        pos = await relay.queue_position(message_id, compat_hash)
+                        # one MGET per interval for every waiting chat of the relay, not one each
+                        pos = await relay.queue_position(message_id, compat_hash, max_age=pending_interval)
                         yield _event(PendingResponseEvent(queue_position=pos.position, queue_size=pos.size))
                         continue
                     idle += pending_interval
