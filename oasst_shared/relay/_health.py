@@ -26,11 +26,11 @@ from oasst_shared.relay._errors import (
     RelayStalledError,
     RelayTimeoutError,
     RelayUnsupportedServerError,
-    readdressed,
 )
+from oasst_shared.relay._link import NETWORK_ERRORS
 from oasst_shared.relay._server import ServerInfo
 
-__all__ = ["STALL_AFTER", "Health", "for_key", "permanent"]
+__all__ = ["STALL_AFTER", "Health", "permanent"]
 
 STALL_AFTER: Final = 0.5
 """Seconds past its longest legitimate wait after which a round trip counts as stalled."""
@@ -40,10 +40,9 @@ def permanent(exc: RelayConnectionError) -> bool:
     """Whether waiting cannot mend ``exc``: credentials or the handshake refused, an unusable server."""
     if isinstance(exc, RelayUnsupportedServerError):
         return True
-    cause = exc.__cause__
-    return isinstance(cause, AuthenticationError) or (
-        isinstance(cause, RedisError) and "refused the" in exc.detail
-    )
+    cause = exc.__cause__  # a refusal (credentials, the handshake), not a network failure
+    refused = isinstance(cause, RedisError) and not isinstance(cause, NETWORK_ERRORS)
+    return refused or isinstance(cause, AuthenticationError)  # (redis-py's is a ConnectionError)
 
 
 class Health:
@@ -129,8 +128,3 @@ class Health:
                 stalled=stalled,
             )
         return RelayTimeoutError(f"no frame for {waited:g} s", key=key, operation="stream", waited=waited)
-
-
-def for_key(err: RelayConnectionError, key: str) -> RelayError:
-    """``err`` (about the reader's connection) as the error of the stream of ``key``."""
-    return readdressed(err, key)

@@ -46,9 +46,9 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from oasst_shared.relay._doorbell import Doorbell
 from oasst_shared.relay._drain import DrainWire, ScanView
-from oasst_shared.relay._errors import RelayConnectionError, RelayDataLossError, RelayError
+from oasst_shared.relay._errors import RelayConnectionError, RelayDataLossError, RelayError, readdressed
 from oasst_shared.relay._giveback import GiveBacks
-from oasst_shared.relay._health import Health, for_key
+from oasst_shared.relay._health import Health
 from oasst_shared.relay._inbox import Inbox
 from oasst_shared.relay._link import BACKOFF, NETWORK_ERRORS, Link, bulk, response_error
 
@@ -290,7 +290,7 @@ class Reader:
                 given_up = self.health.gave_up(exc)
                 if given_up is not None:
                     for inbox in list(self._inboxes.values()):
-                        self._end_stream(inbox, for_key(given_up, inbox.key))
+                        self._end_stream(inbox, readdressed(given_up, inbox.key))
                 await asyncio.sleep(max(0.0, t0 + BACKOFF.cap - time.monotonic()))
                 continue
             except RelayError:

@@ -1,37 +1,17 @@
-"""Fixtures for the relay tests: a real redis-server (tests/support/redis_server.py) and relays on it.
-
-redis-py's asyncio client runs on asyncio only (it does not support trio), so these tests run
-on asyncio only: ``anyio_backend`` is overridden here.
+"""Fixtures for the relay tests: a real redis-server and relays on it (the shared ones in
+tests/support/relay_fixtures.py; asyncio only), and a Redis of a test's own for fault tests.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from oasst_shared.relay import Relay
 from tests.support.redis_server import RedisServer, running_redis
+from tests.support.relay_fixtures import anyio_backend, redis_server, redis_url, relay
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """asyncio only: redis-py's asyncio client does not run on trio."""
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    """One Redis per test module (OASST_REDIS_URL selects an external one)."""
-    with running_redis() as srv:
-        yield srv
-
-
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    """The module's Redis, emptied for this test."""
-    redis_server.flushall()
-    return redis_server.url
+__all__ = ["anyio_backend", "own_redis", "redis_server", "redis_url", "relay"]
 
 
 @pytest.fixture
@@ -40,10 +20,3 @@ def own_redis() -> Iterator[RedisServer]:
     for fault tests that stop, kill, pause and restart it."""
     with running_redis(use_env=False, persist=True) as srv:
         yield srv
-
-
-@pytest.fixture
-async def relay(redis_url: str) -> AsyncIterator[Relay]:
-    """A relay on the module's (emptied) Redis, closed after the test."""
-    async with Relay(redis_url) as r:
-        yield r
