@@ -559,14 +559,27 @@ class Idle:
     def serve_queued(self) -> None:
         """Work a test queued and left unanswered (a message asked for and never streamed) is
         answered by a worker of the fixture's, which then leaves."""
+        dequeued_before = self.dequeued()
         janitor = Worker(self.apps[0].url, api_key=API_KEYS[0], tokens=1).start()
-        try:
-            _until_empty(
-                lambda: self.queued() + [h.id for h in janitor.handled if not h.done.is_set()],
-                SETTLE_TIMEOUT,
+
+        def unserved() -> list[str]:
+            # the only worker connected: every dequeue from here on is work on its way to it (a
+            # message dequeued but not yet received counts, else it would leave with one in flight)
+            in_flight = self.dequeued() - dequeued_before - len(janitor.handled)
+            return (
+                self.queued()
+                + [h.id for h in janitor.handled if not h.done.is_set()]
+                + [f"{in_flight} dequeued, not yet received"] * (in_flight > 0)
             )
+
+        try:
+            _until_empty(unserved, SETTLE_TIMEOUT)
         finally:
             janitor.close()
+
+    def dequeued(self) -> int:
+        """Dequeues counted over every work queue."""
+        return sum(int(self.redis.get(key) or 0) for key in self.redis.scan_iter("ctr_deq:*"))
 
     def settle(self) -> list[str]:
         """Once the server has noticed the test's workers and streams are gone and what they left
