@@ -27,10 +27,11 @@ import redis.asyncio as aioredis
 from oasst_shared import codec
 from oasst_shared.relay import Relay, RelayError, message_queue_key
 from oasst_shared.relay._commit import Batch, GroupCommit
+from oasst_shared.relay._connector import Connector
 from oasst_shared.relay._drain import DRAIN_PER_KEY, DrainWire
 from oasst_shared.relay._giveback import GiveBacks
 from oasst_shared.relay._inbox import Inbox
-from oasst_shared.relay._link import Connector, Link, pack
+from oasst_shared.relay._link import Link, pack
 from oasst_shared.relay._reader import Reader
 from oasst_shared.schemas import inference
 from tests.support.redis_server import running_redis

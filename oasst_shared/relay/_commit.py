@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import typing
+from collections.abc import Callable
 from typing import Final, Union
 
 from redis.exceptions import ResponseError
@@ -29,12 +30,12 @@ from oasst_shared.relay._errors import (
     RelayPublishError,
     readdressed,
 )
-from oasst_shared.relay._keys import check_id, message_queue_key
+from oasst_shared.relay._keys import REFERENCE_KEYS, KeyLayout, check_id
 from oasst_shared.relay._link import Link, response_error
 from oasst_shared.relay._scripts import PUBLISH, Script
 from oasst_shared.schemas import inference
 
-__all__ = ["PUBLISH_OP", "Batch", "Frame", "GroupCommit", "Owner", "Tally"]
+__all__ = ["PUBLISH_OP", "Batch", "Frame", "GroupCommit", "Owner", "Tally", "checked_frame"]
 
 Frame = Union[bytes, bytearray, memoryview]
 """A frame as given to a publish: JSON bytes, forwarded unchanged."""
@@ -42,6 +43,7 @@ Frame = Union[bytes, bytearray, memoryview]
 PUBLISH_OP: Final = "publish (EVALSHA RPUSH+EXPIRE)"
 
 _RESPONSE_TYPES: Final = typing.get_args(inference.WorkerResponse)
+_encode: Final = codec.worker_response.encode
 
 
 class Tally:
@@ -49,10 +51,11 @@ class Tally:
     producer's first failure withdraws its frames still waiting for a round trip, so that what
     reaches Redis is a prefix of what it sent to each queue (no gap a reader could not see)."""
 
-    __slots__ = ("commit", "error", "in_flight", "waiters")
+    __slots__ = ("error", "in_flight", "waiters", "withdraw")
 
-    def __init__(self, commit: GroupCommit) -> None:
-        self.commit = commit
+    def __init__(self, withdraw: Callable[[Tally], None]) -> None:
+        self.withdraw = withdraw
+        """Takes the tally's frames out of every batch not yet sent (its relay's)."""
         self.in_flight = 0
         self.error: RelayError | None = None
         self.waiters: list[tuple[asyncio.Future[None], int]] = []
@@ -60,7 +63,7 @@ class Tally:
     def failed(self, err: RelayError) -> None:
         if self.error is None:
             self.error = err
-            self.commit.withdraw(self)
+            self.withdraw(self)
 
     def settled(self, n: int) -> None:
         self.in_flight -= n
@@ -163,6 +166,31 @@ class Batch:
             tally.settled(withdrawn)
 
 
+def checked_frame(key: str, frame: Frame | inference.WorkerResponse, max_frame_size: int) -> bytes:
+    """``frame`` as the bytes to push to ``key``: a struct encoded, bytes checked to be UTF-8
+    (never stored to poison a reader); ``RelayFrameError`` when larger than ``max_frame_size``."""
+    if isinstance(frame, bytes):
+        data = frame
+        if not data.isascii():  # ASCII is UTF-8; the rest is checked
+            _check_utf8(data, key)
+    elif isinstance(frame, (bytearray, memoryview)):
+        data = bytes(frame)
+        if not data.isascii():
+            _check_utf8(data, key)
+    elif isinstance(frame, _RESPONSE_TYPES):
+        data = _encode(frame)
+    else:
+        raise TypeError(f"frame must be bytes or a WorkerResponse struct, got {type(frame).__name__}")
+    if len(data) > max_frame_size:
+        raise RelayFrameError(
+            f"frame of {len(data)} bytes exceeds max_frame_size ({max_frame_size}): not pushed",
+            key=key,
+            operation="publish",
+            size=len(data),
+        )
+    return data
+
+
 def _check_utf8(data: bytes, key: str) -> None:
     try:
         data.decode()
@@ -200,8 +228,17 @@ class GroupCommit:
     relay's readers decode, so a frame they would refuse is refused here, before it is stored.
     """
 
-    def __init__(self, link: Link, *, expire: int, max_length: int, max_frame_size: int) -> None:
+    def __init__(
+        self,
+        link: Link,
+        *,
+        expire: int,
+        max_length: int,
+        max_frame_size: int,
+        keys: KeyLayout = REFERENCE_KEYS,
+    ) -> None:
         self._link = link
+        self._keys = keys
         self._max_frame_size = max_frame_size
         self._script = Script(PUBLISH)
         self._expire = expire
@@ -213,40 +250,29 @@ class GroupCommit:
         self._idle: asyncio.Event | None = None  # set whenever nothing is pending or in flight
         self.accepting = True
         """False once the relay is closing: ``enqueue`` refuses from then on."""
-        self._encode = codec.worker_response.encode
 
     def enqueue(self, message_id: str, frame: Frame | inference.WorkerResponse, owner: Owner) -> None:
         """Add one frame to the batch of the next round trip."""
         if not isinstance(message_id, str) or not message_id:
             check_id("message_id", message_id)
-        key = message_queue_key(message_id)
+        key = self._keys.message(message_id)
         try:
             bkey = key.encode()
         except UnicodeEncodeError as exc:
             raise ValueError(
                 f"message_id cannot be encoded as UTF-8 ({exc.reason}): {message_id!r}"
             ) from None
-        if isinstance(frame, bytes):
-            data = frame
-            if not data.isascii():  # ASCII is UTF-8; the rest is checked (never stored to poison a reader)
-                _check_utf8(data, key)
-        elif isinstance(frame, (bytearray, memoryview)):
-            data = bytes(frame)
-            if not data.isascii():
-                _check_utf8(data, key)
-        elif isinstance(frame, _RESPONSE_TYPES):
-            data = self._encode(frame)
-        else:
-            raise TypeError(f"frame must be bytes or a WorkerResponse struct, got {type(frame).__name__}")
-        if len(data) > self._max_frame_size:
-            raise RelayFrameError(
-                f"frame of {len(data)} bytes exceeds max_frame_size ({self._max_frame_size}): not pushed",
-                key=key,
-                operation="publish",
-                size=len(data),
-            )
+        self.add(bkey, self.prepare(key, frame), owner)
+
+    def prepare(self, key: str, frame: Frame | inference.WorkerResponse) -> bytes:
+        """``frame`` as the bytes to push to ``key`` (``checked_frame``), while accepting."""
+        data = checked_frame(key, frame, self._max_frame_size)
         if not self.accepting:
             raise RelayError("the relay is closed", key=key, operation="publish")
+        return data
+
+    def add(self, bkey: bytes, data: bytes, owner: Owner) -> None:
+        """Add a prepared frame of queue ``bkey`` to the batch of the next round trip."""
         batch = self._pending
         if batch is None:
             batch = self._pending = Batch()

@@ -41,13 +41,14 @@ class ScanView(NamedTuple):
 class DrainWire:
     """Packs, sends and reads the reader's drains; keeps the round ids and the backup's key.
 
-    ``backup_expire``: seconds the backup list lives after a drain wrote it.
+    ``backup_expire``: seconds the backup list lives after a drain wrote it; ``tag``: the hash
+    tag of the reader's shard (its backup and doorbell keys are in the shard's slot, ``_cluster``).
     """
 
-    def __init__(self, backup_expire: int) -> None:
+    def __init__(self, backup_expire: int, tag: str = "") -> None:
         self._script = Script(DRAIN)
         self._backup_expire = backup_expire
-        self.reader_id = uuid.uuid4().hex
+        self.reader_id = tag + uuid.uuid4().hex
         """The reader's own id, in its backup's and its doorbell's keys."""
         self.backup_key = f"relay:inflight:{self.reader_id}".encode()
         """The reader's backup list."""

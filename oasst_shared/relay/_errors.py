@@ -86,10 +86,12 @@ def _rebuild(cls: type[RelayError], detail: str, state: dict[str, Any]) -> Relay
     return err
 
 
-def readdressed(err: RelayError, key: str | None) -> RelayError:
+def readdressed(err: RelayError, key: str | None, operation: str | None = None) -> RelayError:
     """``err``, of the same class and with the same attributes, about ``key`` instead (an error of a
-    whole round trip, given to each key's owners); its cause is kept."""
+    whole round trip, given to each key's owners), and of ``operation`` if given; its cause is kept."""
     state = {k: v for k, v in err.__dict__.items() if k not in ("message", "key")}
+    if operation is not None:
+        state["operation"] = operation
     out = _rebuild(type(err), err.detail, {**state, "key": key})
     out.__cause__ = err.__cause__
     return out

@@ -90,11 +90,13 @@ class Health:
             return 0.0
         return max(0.0, time.monotonic() - self._round_started - self._round_may_block)
 
-    def loss(self, server: ServerInfo | None) -> str | None:
+    def loss(self, server: ServerInfo | None, *, moved: bool = False) -> str | None:
         """``server`` is what a new connection found: why frames may have been lost since the
-        last connection (None: nothing was lost, or nothing is known)."""
+        last connection (None: nothing was lost, or nothing is known). ``moved``: the last server
+        said the keys moved to another master with their data (a Redis Cluster slot migration,
+        not a failover: that server is still a master), so another server is expected."""
         before, self._server = self._server, server if server is not None else self._server
-        if before is None or server is None or server.run_id == before.run_id:
+        if moved or before is None or server is None or server.run_id == before.run_id:
             return None
         if server.address != before.address:
             return (

@@ -1,5 +1,5 @@
-"""The relay's connections: one backoff policy, the settings every connection is made with, and
-``Link``, one redis-py connection with the relay's retry rules.
+"""The relay's connections: one backoff policy and ``Link``, one redis-py connection (made by a
+``_connector.Connector``) with the relay's retry rules.
 
 Every relay connection is its own (never from a pool shared with the caller) and has redis-py's
 own retries off, so that nothing the relay writes is ever resent behind its back. What is
@@ -24,13 +24,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Union
 
-import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import (
+    AskError,
     AuthenticationError,
     BusyLoadingError,
+    MovedError,
     NoPermissionError,
     NoScriptError,
     OutOfMemoryError,
@@ -41,6 +40,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from oasst_shared.relay._connector import Connector
 from oasst_shared.relay._errors import (
     RelayConnectionError,
     RelayError,
@@ -48,7 +48,7 @@ from oasst_shared.relay._errors import (
     RelayPublishError,
     RelayResponseError,
 )
-from oasst_shared.relay._server import SENTINEL_SCHEME, ServerInfo, probe, sentinel_pool
+from oasst_shared.relay._server import ServerInfo, probe
 
 __all__ = [
     "BACKOFF",
@@ -56,7 +56,6 @@ __all__ = [
     "Arg",
     "Attempts",
     "Backoff",
-    "Connector",
     "Link",
     "Reply",
     "bulk",
@@ -188,63 +187,6 @@ class Attempts:
         await self.pause()
 
 
-class Connector:
-    """How the relay makes its connections (the settings of the caller's client or URL, with
-    redis-py's retries off and replies left undecoded), and whether the relay is still open."""
-
-    def __init__(
-        self,
-        redis_or_url: aioredis.Redis | str,
-        *,
-        connect_timeout: float,
-        command_timeout: float,
-        retry_timeout: float,
-    ) -> None:
-        pool: aioredis.ConnectionPool
-        if isinstance(redis_or_url, str) and redis_or_url.startswith(SENTINEL_SCHEME + "://"):
-            pool = sentinel_pool(
-                redis_or_url, connect_timeout=connect_timeout, command_timeout=command_timeout
-            )
-        elif isinstance(redis_or_url, str):
-            pool = aioredis.ConnectionPool.from_url(redis_or_url)
-        elif isinstance(redis_or_url, aioredis.Redis):
-            pool = redis_or_url.connection_pool
-        else:
-            raise TypeError(
-                f"Relay needs a redis.asyncio.Redis client or a URL, got {type(redis_or_url).__name__}"
-            )
-        self._pool = pool  # a Sentinel-managed pool's connections refer to it (weakly)
-        self.connection_class: type[AbstractConnection] = pool.connection_class
-        kwargs = {
-            k: v
-            for k, v in pool.connection_kwargs.items()
-            if not k.startswith(("maint_notifications", "oss_cluster"))
-        }
-        kwargs.update(
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=False,
-            protocol=2,
-            socket_connect_timeout=connect_timeout,
-        )
-        self.kwargs = kwargs
-        self.command_timeout = command_timeout
-        """Longest wait for a non-blocking command's reply."""
-        self.retry_timeout = retry_timeout
-        """How long a command whose connection was refused or reset before sending is retried."""
-        self.closed = False
-        """Set by the relay's ``aclose``: no connection is made or reused from then on."""
-
-    def check_open(self, op: str, key: str | None) -> None:
-        if self.closed:
-            raise RelayError("the relay is closed", key=key, operation=op)
-
-    def new_connection(self, *, blocking: bool) -> AbstractConnection:
-        """A new, unconnected connection; a blocking one has no reply timeout (``BLPOP``)."""
-        kwargs = dict(self.kwargs)
-        kwargs["socket_timeout"] = None if blocking else self.command_timeout
-        return self.connection_class(**kwargs)
-
-
 class Link:
     """One connection the relay owns, made on demand, with the retry rules of this module.
 
@@ -255,6 +197,9 @@ class Link:
 
     def __init__(self, connector: Connector, name: str, *, blocking: bool) -> None:
         self.connector = connector
+        self.moved = False
+        """Set when a cluster node answered that the slot moved to another master (not a
+        failover): the next connection is expected on another server; the reader clears it."""
         self.name = name
         self._blocking = blocking
         self.conn: AbstractConnection | None = None
@@ -281,6 +226,11 @@ class Link:
                 # the server closed it (restart) or left bytes on it: never reuse such a link
                 await conn.disconnect(nowait=True)
             if conn is None:
+                try:
+                    await self.connector.locate(op=op, key=key)
+                except RelayConnectionError as exc:  # (a cluster's slot map: no node answered)
+                    await attempts.again(exc, exc.detail, key=key, op=op)
+                    continue
                 conn = self.conn = self.connector.new_connection(blocking=self._blocking)
             try:
                 await conn.connect()  # type: ignore[no-untyped-call]
@@ -291,6 +241,7 @@ class Link:
             except NETWORK_ERRORS as exc:
                 await conn.disconnect(nowait=True)
                 await attempts.again(exc, f"cannot connect to Redis ({exc})", key=key, op=op)
+                await self.unreachable(op=op, key=key)
                 continue
             except RedisError as exc:  # the handshake was refused (e.g. no such database)
                 await conn.disconnect(nowait=True)
@@ -298,7 +249,7 @@ class Link:
                     f"Redis refused the connection: {exc}", key=key, operation=op
                 ) from exc
             try:
-                self.server = await probe(conn, op=op, key=key)
+                self.server = await probe(conn, op=op, key=key, cluster=self.connector.cluster)
             except RelayError:
                 await conn.disconnect(nowait=True)
                 raise
@@ -308,6 +259,15 @@ class Link:
                 continue
             self.generation += 1
             return conn
+
+    async def unreachable(self, *, op: str, key: str | None) -> None:
+        """The connection failed: the next one is made anew (where a cluster's map now says)."""
+        if self.connector.cluster:
+            conn, self.conn = self.conn, None
+            if conn is not None:
+                await conn.disconnect(nowait=True)
+            with contextlib.suppress(RelayError):  # (no node answers: the next try says so)
+                await self.connector.unreachable(op=op, key=key)
 
     async def call(
         self,
@@ -348,7 +308,17 @@ class Link:
                     await attempts.again(exc, message, key=key, op=op)
                     continue
                 except ResponseError as exc:
-                    raise response_error(exc, key=key, op=op) from exc
+                    if not self.connector.redirected(exc):
+                        raise response_error(exc, key=key, op=op) from exc
+                    # not run: the cluster's slot is elsewhere (MOVED), moving (ASK: this once
+                    # to the slot's new node), or in flux (TRYAGAIN, CLUSTERDOWN: again shortly)
+                    if isinstance(exc, AskError) and not isinstance(exc, MovedError):
+                        ran, asked = await self._asking(exc, args, op=op, key=key, on_unknown=on_unknown)
+                        if ran:
+                            return asked
+                    await self.redirect(exc)
+                    await attempts.again(exc, f"the cluster did not take it ({exc})", key=key, op=op)
+                    continue
                 except (*NETWORK_ERRORS, asyncio.CancelledError) as exc:
                     # the reply is lost; the connection must not be reused (it may still carry it)
                     await conn.disconnect(nowait=True)
@@ -359,6 +329,7 @@ class Link:
                         # nothing was applied; the next connection goes to the new master
                         await attempts.again(exc, f"no master took the command ({exc})", key=key, op=op)
                         continue
+                    await self.unreachable(op=op, key=key)
                     if idempotent and attempts.fits():
                         await attempts.pause()
                         continue
@@ -370,6 +341,61 @@ class Link:
                         key=key,
                         operation=op,
                     ) from exc
+
+    async def _asking(
+        self,
+        exc: AskError,
+        args: Sequence[Arg],
+        *,
+        op: str,
+        key: str | None,
+        on_unknown: Callable[[BaseException], RelayError] | None,
+    ) -> tuple[bool, Reply]:
+        """``ASKING`` and the command, on a connection of their own to the node a migrating slot's
+        key went to: (True, its reply), or (False, None) when it was not run there either (not
+        reached, ``TRYAGAIN``)."""
+        conn = self.connector.connection_to((exc.host, exc.port), blocking=self._blocking)
+        try:
+            try:
+                await conn.connect()  # type: ignore[no-untyped-call]
+                await conn.send_packed_command(pack(("ASKING",)) + pack(args), check_health=False)
+            except NETWORK_ERRORS:
+                return False, None
+            try:
+                await conn.read_response(disable_decoding=True)
+                reply: Reply = await conn.read_response(disable_decoding=True)
+                return True, reply
+            except ResponseError as again:
+                if self.connector.redirected(again) and not isinstance(again, NoScriptError):
+                    return False, None
+                raise response_error(again, key=key, op=op) from again  # (NOSCRIPT: the caller's)
+            except NETWORK_ERRORS as lost:
+                if on_unknown is not None:
+                    raise on_unknown(lost) from lost
+                raise RelayPublishError(
+                    f"the round trip failed after the command was sent ({lost}): it may have been "
+                    "applied; not resent",
+                    key=key,
+                    operation=op,
+                ) from lost
+        finally:
+            await conn.disconnect(nowait=True)
+
+    async def redirect(self, exc: ResponseError) -> None:
+        """A cluster node answered ``exc`` (``connector.redirected``): after ``MOVED`` the next
+        connection goes to the new owner, unless this node is now a replica (a failover: the
+        reader's loss check then sees another server)."""
+        if not isinstance(exc, MovedError) or self.conn is None:
+            return
+        conn = self.conn
+        try:
+            await conn.send_packed_command(pack(("ROLE",)), check_health=False)
+            role = await conn.read_response(disable_decoding=True)
+            self.moved = isinstance(role, list) and bool(role) and role[0] == b"master"
+        except (*NETWORK_ERRORS, RedisError):
+            self.moved = False
+        self.conn = None
+        await conn.disconnect(nowait=True)
 
     async def close(self) -> None:
         conn, self.conn = self.conn, None

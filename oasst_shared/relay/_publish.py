@@ -1,6 +1,6 @@
 """``Publisher``: frames sent into the relay's group commit without awaiting each one's round trip.
 
-A publisher holds the relay's ``GroupCommit`` and a ``Tally`` of its own frames; the batches
+A publisher holds the relay's ``Shards`` (their group commits) and a ``Tally`` of its own frames; the batches
 settle the tally, so nothing here waits on a future per frame or calls back into the relay.
 """
 
@@ -12,7 +12,7 @@ from oasst_shared.relay._commit import Tally
 from oasst_shared.relay._errors import RelayError
 from oasst_shared.schemas import inference
 
-if TYPE_CHECKING:  # the public constructor takes the relay; at run time only its group commit is used
+if TYPE_CHECKING:  # the public constructor takes the relay; at run time only its shards are used
     from oasst_shared.relay import Relay
 
 __all__ = ["DEFAULT_PUBLISHER_LIMIT", "Publisher"]
@@ -40,9 +40,9 @@ class Publisher:
     def __init__(self, relay: Relay, limit: int = DEFAULT_PUBLISHER_LIMIT) -> None:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
             raise ValueError(f"limit must be an int >= 0, got {limit!r}")
-        commit = relay._commit
-        self._tally = Tally(commit)
-        self._enqueue = commit.enqueue
+        shards = relay._shards
+        self._tally = Tally(shards.withdraw)
+        self._enqueue = shards.enqueue
         self._limit = limit
 
     @property

@@ -8,28 +8,23 @@ idle reader blocks on that one key, whatever the number of streams. Each round i
   more than one frame when last drained: frames pile up between rounds), the streams opened
   since the last round, and the keys the doorbell named, and scanning the next ``COLD_SLICE``
   keys of a ring of every key (popped only if non-empty); then the doorbell's ``LPOP``.
-* a **scan round**, every ``max(SCAN_EVERY, streams * SCAN_PACE)`` seconds (1 s up to 10,000
-  streams): DRAIN scanning every key (packed once per change of the stream set), for frames that
-  rang no doorbell: pushed by a reference server process, or whose doorbell entry was lost with a
-  connection. Its cost (about 0.6 us of Redis CPU per key) is the only one that grows with the
-  streams, and it is paced to stay near 0.6% of a Redis core.
-* a **wait round**, when there is no work: ``BLPOP`` on the doorbell alone. A new stream wakes it
-  (``CLIENT UNBLOCK``; without the ``CLIENT`` command it polls every 50 ms instead), so that
-  its registration and first drain go out at once.
+* a **scan round**, every ``max(SCAN_EVERY, streams * SCAN_PACE)`` seconds: DRAIN scanning
+  every key (packed once per stream set) for frames that rang no doorbell (a reference server's,
+  or a bell lost with a connection). The only cost that grows with the streams (0.6 us of Redis
+  CPU per key), paced to stay near 0.6% of a Redis core.
+* a **wait round**, when there is no work: ``BLPOP`` on the doorbell alone; a new stream wakes
+  it (``CLIENT UNBLOCK``, or a 50 ms poll without ``CLIENT``).
 
-While frames flow, a round starts at most once per ``read_interval``: the round trips are shared
-by the frames of that interval. No key starves: a key that is not hot is popped when its doorbell
-rings, scanned by every scan round and, during a run of hot rounds, within
-``ceil(streams / COLD_SLICE)`` of them (the ring moves every key it scans to its end). Each key is
-popped by this one reader only: its frames arrive once, in order.
+While frames flow, a round starts at most once per ``read_interval`` (its frames share it). No
+key starves: one that is not hot is popped when its doorbell rings, by every scan round, and
+within ``ceil(streams / COLD_SLICE)`` hot rounds (the ring). Each key is popped by this one
+reader only: its frames arrive once, in order.
 
-**Backup.** Each drain also keeps what it popped in the reader's own list (``_drain``): if a
-drain's reply is lost, the reader reads it back after reconnecting and delivers it, once.
-
-**Delivery.** Frames go to the stream's ``Inbox``. A stream whose consumer falls
-``stream_buffer`` frames behind is left out of the rounds (paused) until it catches up: its
-frames wait in Redis, not in this process. Frames popped for a stream that has ended meanwhile
-are given back to the head of their queue.
+**Backup.** Each drain keeps what it popped in the reader's own list (``_drain``): a lost reply is
+read back after reconnecting and delivered, once. **Delivery.** Frames go to the stream's
+``Inbox``. A stream whose consumer falls ``stream_buffer`` frames behind is left out of the
+rounds (paused) until it catches up: its frames wait in Redis, not in this process. Frames
+popped for a stream that has ended meanwhile are given back to the head of their queue.
 """
 
 from __future__ import annotations
@@ -59,15 +54,13 @@ COLD_SLICE: Final = 64
 SCAN_EVERY: Final = 1.0
 """Seconds between scans of every key, at least (they find frames that rang no doorbell)."""
 SCAN_PACE: Final = 100e-6
-"""...and at least this many per open stream: a scan costs Redis about 0.6 us per key (Redis 6.2),
-so scans stay near 0.6% of a Redis core however many streams are open (20,000: one every 2 s)."""
+"""...and this many per open stream (0.6 us of Redis per key: scans stay near 0.6% of a core)."""
 READ_OP: Final = "stream (EVALSHA LPOP)"
 
 
 class Reader:
-    """The one reader of a relay (see the module docstring). ``link`` is its blocking
-    connection; ``control`` carries ``CLIENT UNBLOCK`` and the backup's deletion; ``wire`` sends
-    and reads its drains (``DrainWire`` by default: the seam for another way of draining)."""
+    """The one reader of a relay (or shard). ``link``: its blocking connection; ``control``: for
+    ``CLIENT UNBLOCK`` and the backup's deletion; ``wire``: its drains (``DrainWire``: a seam)."""
 
     def __init__(
         self,
@@ -237,15 +230,11 @@ class Reader:
                 await self.givebacks.push(inbox.bkey, leftover)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if task is not None and not self._wire.unacked:
-            # the backup of the last drain, delivered: not needed any more
+        if task is not None and not self._wire.unacked:  # the last drain's backup: delivered
+            key, deadline = self._wire.backup_key, time.monotonic() + 0.5
             with contextlib.suppress(RelayError, RedisError):
                 await self._control.call(
-                    ["DEL", self._wire.backup_key],
-                    op="close (DEL)",
-                    key=self._wire.backup_key.decode(),
-                    idempotent=True,
-                    deadline=time.monotonic() + 0.5,
+                    ["DEL", key], op="close (DEL)", key=key.decode(), idempotent=True, deadline=deadline
                 )
 
     def fail_all(self, err_for: type[RelayError], message: str) -> None:
@@ -297,7 +286,8 @@ class Reader:
                 return  # closed
             if link.generation != generation:
                 generation = link.generation
-                lost = self.health.loss(link.server)
+                lost = self.health.loss(link.server, moved=link.moved)
+                link.moved = False
                 if lost is not None:
                     for inbox in list(self._inboxes.values()):
                         self._end_stream(inbox, RelayDataLossError(lost, key=inbox.key, operation="stream"))
@@ -325,6 +315,10 @@ class Reader:
             except NoScriptError:
                 await self._wire.load(conn)
             except ResponseError as exc:
+                if link.connector.redirected(exc):  # a cluster slot moved: the round did not run
+                    await link.redirect(exc)  # (the next goes to the slot's owner, as the map says)
+                    await self._round_lost()
+                    continue
                 # Redis refused the round itself (e.g. the script is not allowed: NOPERM, or out
                 # of memory). A key that is not a list does not get here: the drain reports it
                 # alone. End every stream with the error.
@@ -337,9 +331,7 @@ class Reader:
                 self.health.went_down(exc)
                 with contextlib.suppress(Exception):
                     await conn.disconnect(nowait=True)
-                await asyncio.sleep(BACKOFF.first)
-                self._hot.clear()
-                self._next_scan = 0.0  # the next round scans every key
+                await self._round_lost()
             finally:
                 self._in_round = False
                 self.health.round_ended()
@@ -347,6 +339,12 @@ class Reader:
                 for w in waiters:
                     if not w.done():
                         w.set_result(None)
+
+    async def _round_lost(self) -> None:
+        """A round failed before its reply: pause, then the next round scans every key."""
+        await asyncio.sleep(BACKOFF.first)
+        self._hot.clear()
+        self._next_scan = 0.0
 
     async def _hot_round(self, conn: AbstractConnection) -> None:
         """Pop the hot keys, the fresh ones and the ones the doorbell named; scan a slice of the

@@ -19,15 +19,15 @@ import redis.asyncio as aioredis
 
 from oasst_shared import codec
 from oasst_shared.codec import FrameDecodeError
-from oasst_shared.relay._commit import GroupCommit
-from oasst_shared.relay._errors import RelayDecodeError, RelayError
-from oasst_shared.relay._giveback import GiveBacks
-from oasst_shared.relay._keys import check_id
-from oasst_shared.relay._link import Connector, Link
+from oasst_shared.relay._cluster import DEFAULT_CLUSTER_SHARDS, parse_addresses
+from oasst_shared.relay._connector import Connector
+from oasst_shared.relay._errors import RelayDecodeError
+from oasst_shared.relay._keys import check_id, work_queue_key
 from oasst_shared.relay._publish import DEFAULT_PUBLISHER_LIMIT, Publisher
-from oasst_shared.relay._reader import Reader
+from oasst_shared.relay._routing import Shards
+from oasst_shared.relay._shard import ShardSettings
 from oasst_shared.relay._subscription import Subscription
-from oasst_shared.relay._work import QueuePosition, WorkQueues
+from oasst_shared.relay._work import QueuePosition
 from oasst_shared.schemas import inference
 
 __all__ = [
@@ -67,8 +67,12 @@ class Relay:
     the relay opens its own connections, so the client's retry policy never resends a
     relay write; a Sentinel-managed client's connections follow its master) or a URL
     (``redis://``, ``rediss://``, ``unix://``, or
-    ``redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db]``). A Redis
-    Cluster node is refused at the first connection (``RelayUnsupportedServerError``).
+    ``redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db]``). A
+    ``redis://`` URL (or client) may name any node of a Redis Cluster, and
+    ``redis://[user:password@]host:port,host:port...`` names several (startup nodes): the first
+    connection asks the server, and on a cluster the relay spreads its keys over
+    ``cluster_shards`` hash tags (``message:{r7}<id>``: see the server guide's cluster section);
+    on a single Redis it uses the reference's key names.
 
     - ``message_queue_expire``: seconds a ``message:{id}`` queue lives after a push (and the
       expiry of ``pos:{id}``), the reference's ``message_queue_expire`` (60).
@@ -91,6 +95,10 @@ class Relay:
     - ``max_frame_size``: the largest frame, in bytes, that a publish accepts and a stream
       decodes (``codec.DEFAULT_MAX_FRAME_SIZE``, 16 MiB): a larger one is refused at publish
       (``RelayFrameError``), so it never reaches a reader.
+    - ``cluster_shards``: on a Redis Cluster, how many hash tags the keys are spread over (16);
+      every process of a deployment must use the same. Each shard costs a process three
+      connections (publish, control, the reader's) to the node that owns it, plus one per
+      ``dequeue_work`` waiting at once.
 
     The settings are fixed at construction (the attributes say what they are).
     Use it as ``async with Relay(...) as relay:`` or call ``aclose``. It belongs to the
@@ -110,13 +118,27 @@ class Relay:
         read_interval: float = 0.001,
         stream_buffer: int = DEFAULT_STREAM_BUFFER,
         max_frame_size: int = codec.DEFAULT_MAX_FRAME_SIZE,
+        cluster_shards: int = DEFAULT_CLUSTER_SHARDS,
     ) -> None:
+        cluster: bool | None = None
+        startup: list[tuple[str, int]] = []
+        if isinstance(redis_or_url, str) and not redis_or_url.startswith(("redis://", "rediss://")):
+            cluster = False  # a unix socket, a Sentinel-managed master
+        elif isinstance(redis_or_url, str) and "," in redis_or_url.partition("://")[2].partition("/")[0]:
+            redis_or_url, startup = parse_addresses(redis_or_url)
+            cluster = True  # startup nodes: a cluster's
         connector = Connector(
             redis_or_url,
             connect_timeout=connect_timeout,
             command_timeout=command_timeout,
             retry_timeout=retry_timeout,
         )
+        if not startup:
+            host, port = connector.kwargs.get("host"), connector.kwargs.get("port")
+            if isinstance(host, str) and isinstance(port, int) and "path" not in connector.kwargs:
+                startup = [(host, port)]
+            else:
+                cluster = False
         if not isinstance(message_queue_expire, int) or message_queue_expire <= 0:
             raise ValueError(f"message_queue_expire must be a positive int, got {message_queue_expire!r}")
         for name, value in (
@@ -131,6 +153,8 @@ class Relay:
             raise ValueError(f"stream_buffer must be an int >= 1, got {stream_buffer!r}")
         if not isinstance(max_frame_size, int) or isinstance(max_frame_size, bool) or max_frame_size < 1:
             raise ValueError(f"max_frame_size must be an int >= 1, got {max_frame_size!r}")
+        if type(cluster_shards) is not int or not 1 <= cluster_shards <= 1024:
+            raise ValueError(f"cluster_shards must be an int in [1, 1024], got {cluster_shards!r}")
         self.message_queue_expire = message_queue_expire
         """Seconds a message queue (and a ``pos:`` key) lives after its last write."""
         self.work_queue_max_size = work_queue_max_size
@@ -142,33 +166,25 @@ class Relay:
         self.stream_buffer = stream_buffer
         """Frames a stream holds in this process, drained and not yet taken, before the reader
         stops draining its queue until the consumer has taken them."""
-        self._connector = connector
-        control = Link(connector, "control", blocking=False)
-        self._links = (
-            Link(connector, "publish", blocking=False),
-            control,
-            Link(connector, "reader", blocking=True),
-        )
-        # the parts: Publisher and Subscription are handed these two
         self.max_frame_size = max_frame_size
         """The largest frame (bytes) a publish accepts and a stream decodes."""
-        self._commit = GroupCommit(
-            self._links[0],
-            expire=message_queue_expire,
-            max_length=message_queue_max_length or 0,
-            max_frame_size=max_frame_size,
-        )
-        self._reader = Reader(
-            self._links[2],
-            control,
-            GiveBacks(control),
-            read_interval=self.read_interval,
-            stream_buffer=stream_buffer,
-            backup_expire=message_queue_expire,
-            retry_window=retry_timeout,
-        )
-        self._work = WorkQueues(
-            connector, control, expire=message_queue_expire, max_size=work_queue_max_size or 0
+        self.cluster_shards = cluster_shards
+        """Shards of the key layout on a Redis Cluster (``_cluster``): the same in every process."""
+        self._connector = connector
+        self._shards = Shards(
+            connector,
+            ShardSettings(
+                expire=message_queue_expire,
+                max_length=message_queue_max_length or 0,
+                max_frame_size=max_frame_size,
+                work_max_size=work_queue_max_size or 0,
+                read_interval=self.read_interval,
+                stream_buffer=stream_buffer,
+                retry_window=retry_timeout,
+            ),
+            cluster=cluster,
+            startup=startup,
+            cluster_shards=cluster_shards,
         )
         self._decode = codec.worker_response.decode
         self._peek = codec.peek_worker_response
@@ -194,15 +210,22 @@ class Relay:
         back at the head of their lists, end every stream (``RelayError``), close the connections."""
         if self._connector.closed:
             return
-        await self._commit.wait_idle()
-        self._commit.accepting = False
-        await self._reader.stop()
+        shards = self._shards.all or []
+        await asyncio.gather(*(shard.stop() for shard in shards))
         self._connector.closed = True
-        await self._commit.close(RelayError("the relay was closed", key=None, operation="publish"))
-        self._reader.fail_all(RelayError, "the relay was closed")
-        for link in self._links:
-            await link.close()
-        await self._work.close()
+        await self._shards.close()
+        await asyncio.gather(*(shard.close() for shard in shards))
+
+    async def connect(self) -> None:
+        """Connect now, rather than on first use: learns whether the server is a Redis Cluster
+        node (and so the key layout). Raises ``RelayConnectionError`` when Redis stays
+        unreachable for ``retry_timeout``. Optional: every call connects when it needs to."""
+        await self._shards.ready()
+
+    @property
+    def cluster(self) -> bool | None:
+        """Whether the relay runs on a Redis Cluster (None until its first connection says)."""
+        return self._shards.cluster
 
     # ------------------------------------------------------------------ publish
 
@@ -224,7 +247,7 @@ class Relay:
         not withdraw its frame once queued for the round trip.
         """
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._commit.enqueue(message_id, frame, fut)
+        self._shards.enqueue(message_id, frame, fut)
         await fut
 
     def publisher(self, *, limit: int = DEFAULT_PUBLISHER_LIMIT) -> Publisher:
@@ -286,7 +309,7 @@ class Relay:
                 if not batch:
                     if stop_on_timeout:
                         return
-                    raise self._reader.health.timeout_error(sub.key, timeout)
+                    raise sub.timeout_error(timeout)
                 for i, frame in enumerate(batch):
                     try:
                         if raw:
@@ -325,7 +348,9 @@ class Relay:
         as the reference's re-enqueue of unstarted work), ``RelayConnectionError`` or
         ``RelayPublishError`` (maybe enqueued: never resent).
         """
-        return await self._work.enqueue(compat_hash, message_id, enforce_max_size=enforce_max_size)
+        check_id("compat_hash", compat_hash)
+        shard = await self._shards.shard(compat_hash, work_queue_key(compat_hash), "enqueue_work")
+        return await shard.work.enqueue(compat_hash, message_id, enforce_max_size=enforce_max_size)
 
     async def dequeue_work(self, compat_hash: str, timeout: float) -> str | None:
         """Pop the next message id from ``work:{compat_hash}`` (``BLPOP``, waiting up to
@@ -335,7 +360,9 @@ class Relay:
         A connection lost while the ``BLPOP`` was pending raises ``RelayConnectionError``:
         if Redis had popped an id for it, that id is lost (as with the reference's BLPOP).
         """
-        return await self._work.dequeue(compat_hash, timeout)
+        check_id("compat_hash", compat_hash)
+        shard = await self._shards.shard(compat_hash, work_queue_key(compat_hash), "dequeue_work")
+        return await shard.work.dequeue(compat_hash, timeout)
 
     async def queue_position(
         self, message_id: str, compat_hash: str | None, *, max_age: float = 0.0
@@ -350,6 +377,11 @@ class Relay:
         ``MGET`` per ``max_age`` for the whole relay (the first call waits for the next one),
         instead of one round trip per call: 5,000 waiting chats cost Redis one command a second,
         not 5,000."""
-        if max_age and max_age > 0 and compat_hash is not None:
-            return await self._work.shared_position(message_id, compat_hash, float(max_age))
-        return await self._work.position(message_id, compat_hash)
+        check_id("message_id", message_id)
+        if compat_hash is None:
+            return QueuePosition(0, 1)
+        check_id("compat_hash", compat_hash)
+        work = (await self._shards.shard(compat_hash, work_queue_key(compat_hash), "queue_position")).work
+        if max_age and max_age > 0:
+            return await work.shared_position(message_id, compat_hash, float(max_age))
+        return await work.position(message_id, compat_hash)

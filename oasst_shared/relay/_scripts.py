@@ -101,15 +101,26 @@ return res
 # in key order. A key that is not a list (WRONGTYPE) gives [-index, error message] instead and
 # the others are drained all the same: a script error would not undo the pops made before it
 # (Redis scripts do not roll back), so one bad key must not abort the round.
-# The backup: the round starts by deleting the previous round's (its reply was read, or this
-# round would not have been sent), then keeps [round id, key, count, frames..., key, count,
-# frames...] of what it pops. If this round's reply is lost on the way, the reader reads the
-# backup back after reconnecting and delivers those frames, so a lost reply loses nothing.
+# The backup: the round starts by replacing the previous round's (its reply was read, or this
+# round would not have been sent) with this round's id, then keeps [round id, key, count,
+# frames..., key, count, frames...] of what it pops. If this round's reply is lost on the way,
+# the reader reads the backup back after reconnecting and delivers those frames, so a lost reply
+# loses nothing. The backup is trimmed to the id, never deleted: on a Redis Cluster whose slot is
+# migrating, a write to a missing key inside a script fails (after the pops), while a missing
+# declared key makes the node refuse the whole call (ASK/TRYAGAIN) before it runs. Its first
+# write is an EXPIRE, which Redis < 7 never refuses for memory: a script is refused out of memory
+# only at its first write, so a full Redis still gives up what it holds.
 DRAIN: Final = """
 local n = tonumber(ARGV[1])
 local nhot = tonumber(ARGV[2])
 local backup = KEYS[1]
-redis.call('DEL', backup)
+if redis.call('EXPIRE', backup, tonumber(ARGV[4])) == 1 then
+  redis.call('LTRIM', backup, 0, 0)
+  redis.call('LSET', backup, 0, ARGV[3])
+else
+  redis.call('RPUSH', backup, ARGV[3])
+  redis.call('EXPIRE', backup, tonumber(ARGV[4]))
+end
 local total = #KEYS - 1
 local out = {}
 local saved = false
@@ -124,10 +135,7 @@ local function pop(k)
   if v then
     out[#out + 1] = k
     out[#out + 1] = v
-    if not saved then
-      redis.call('RPUSH', backup, ARGV[3])
-      saved = true
-    end
+    saved = true
     redis.call('RPUSH', backup, key, #v, unpack(v))
     return true
   end
@@ -218,11 +226,19 @@ class Script:
         idempotent: bool,
         on_unknown: Callable[[BaseException], RelayError] | None = None,
     ) -> Reply:
-        """``link.call(args)`` (``args`` from ``command``); on ``NOSCRIPT``, ``SCRIPT LOAD`` and again."""
+        """``link.call(args)`` (``args`` from ``command``); on ``NOSCRIPT``, ``SCRIPT LOAD`` and
+        again; on ``NOSCRIPT`` again (a cluster node the key is migrating to, asked once: not the
+        link's own), the source itself (``EVAL``)."""
         try:
             return await link.call(args, op=op, key=key, idempotent=idempotent, on_unknown=on_unknown)
         except RelayResponseError as exc:
             if exc.code != "NOSCRIPT":
                 raise
-            await link.call(["SCRIPT", "LOAD", self.source], op="SCRIPT LOAD", key=key, idempotent=True)
+        await link.call(["SCRIPT", "LOAD", self.source], op="SCRIPT LOAD", key=key, idempotent=True)
+        try:
             return await link.call(args, op=op, key=key, idempotent=idempotent, on_unknown=on_unknown)
+        except RelayResponseError as exc:
+            if exc.code != "NOSCRIPT":
+                raise
+        evaluated = ["EVAL", self.source, *args[2:]]
+        return await link.call(evaluated, op=op, key=key, idempotent=idempotent, on_unknown=on_unknown)

@@ -1,9 +1,11 @@
 """What the relay learns of a Redis server when it connects, and the Sentinel URL form.
 
 * ``probe``: one ``INFO`` on a new connection (and ``CONFIG GET appendfsync`` where allowed):
-  the server's ``run_id``, address and role, whether it is a Cluster node (refused up front,
-  with what to do instead), and whether its persistence covers a restart (``appendonly yes``
-  with ``appendfsync always``: a restart then loses nothing that was acknowledged).
+  the server's ``run_id``, address and role, and whether its persistence covers a restart
+  (``appendonly yes`` with ``appendfsync always``: a restart then loses nothing that was
+  acknowledged). A Cluster node where a single Redis was expected (or the reverse) is refused.
+* ``cluster_mode``: whether a server is a Cluster node (the first connection decides the
+  relay's key layout from it).
 * ``sentinel_pool``: ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]``
   as a redis-py Sentinel-managed pool, whose connections find the current master when they
   connect (so the relay follows a failover by reconnecting).
@@ -22,7 +24,7 @@ from redis.exceptions import BusyLoadingError, ResponseError
 
 from oasst_shared.relay._errors import RelayUnsupportedServerError
 
-__all__ = ["SENTINEL_SCHEME", "ServerInfo", "probe", "sentinel_pool"]
+__all__ = ["SENTINEL_SCHEME", "ServerInfo", "cluster_mode", "probe", "sentinel_pool"]
 
 SENTINEL_SCHEME: Final = "redis+sentinel"
 
@@ -50,10 +52,14 @@ def _info_fields(text: str) -> dict[str, str]:
     return fields
 
 
-async def probe(conn: AbstractConnection, *, op: str, key: str | None) -> ServerInfo | None:
+async def probe(
+    conn: AbstractConnection, *, op: str, key: str | None, cluster: bool = False
+) -> ServerInfo | None:
     """``INFO`` on ``conn`` (just connected): None where ``INFO`` is not allowed. Raises
-    ``RelayUnsupportedServerError`` for a Cluster node, ``BusyLoadingError`` while the server
-    loads its data (the caller connects again), a network error as it comes."""
+    ``RelayUnsupportedServerError`` for a Cluster node where a single Redis was expected
+    (``cluster`` False: the relay chose its key layout for a single Redis) and for a single Redis
+    where a Cluster node was, ``BusyLoadingError`` while the server loads its data (the caller
+    connects again), a network error as it comes."""
     await conn.send_command("INFO")
     try:
         raw = await conn.read_response(disable_decoding=True)
@@ -65,10 +71,13 @@ async def probe(conn: AbstractConnection, *, op: str, key: str | None) -> Server
         raise BusyLoadingError("Redis is loading its data")
     host = getattr(conn, "host", None)
     address = f"{host}:{getattr(conn, 'port', '')}" if host else str(getattr(conn, "path", ""))
-    if fields.get("cluster_enabled") == "1":
+    is_cluster = fields.get("cluster_enabled") == "1"
+    if is_cluster != cluster:
         raise RelayUnsupportedServerError(
-            f"the Redis at {address} is a Redis Cluster node, which the relay does not support yet: "
-            "point it at a single Redis, or at a Sentinel-managed one (redis+sentinel://)",
+            f"the Redis at {address} is a Redis Cluster node, and this relay set itself up for a "
+            "single Redis when it first connected: make a new Relay"
+            if is_cluster
+            else f"the Redis at {address} is not a Redis Cluster node, and this relay runs on a cluster",
             key=key,
             operation=op,
         )
@@ -83,6 +92,19 @@ async def probe(conn: AbstractConnection, *, op: str, key: str | None) -> Server
     return ServerInfo(
         run_id=fields.get("run_id", ""), address=address, role=fields.get("role", "master"), durable=durable
     )
+
+
+async def cluster_mode(conn: AbstractConnection) -> bool:
+    """Whether ``conn`` (just connected) reached a Redis Cluster node (``INFO cluster``). Raises
+    ``BusyLoadingError`` while the server loads its data, a network error as it comes."""
+    await conn.send_command("INFO", "cluster")
+    try:
+        raw = await conn.read_response(disable_decoding=True)
+    except BusyLoadingError:
+        raise
+    except ResponseError:
+        return False  # an ACL without INFO: only a single Redis is supported so
+    return _info_fields(bytes(raw).decode(errors="replace")).get("cluster_enabled") == "1"
 
 
 def sentinel_pool(url: str, *, connect_timeout: float, command_timeout: float) -> aioredis.ConnectionPool:

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 from oasst_shared.relay._errors import RelayConnectionError, RelayError
 from oasst_shared.relay._inbox import Inbox
 from oasst_shared.relay._keys import message_queue_key
+from oasst_shared.relay._reader import Reader
 
-if TYPE_CHECKING:  # the public constructor takes the relay; at run time only its reader is used
+if TYPE_CHECKING:  # the public constructor takes the relay; at run time only its shards are used
     from oasst_shared.relay import Relay
 
 __all__ = ["Subscription"]
@@ -27,18 +28,29 @@ class Subscription:
     message queue per relay at a time. Frames are bytes exactly as stored in Redis.
     """
 
+    _reader: Reader
+    _inbox: Inbox
+
     def __init__(self, relay: Relay, message_id: str) -> None:
-        self._reader = relay._reader
+        self._shards = relay._shards
         self.message_id = message_id
         """The message whose queue this reads."""
         self.key = message_queue_key(message_id)
-        """The Redis key read: ``message:{message_id}``."""
-        self._inbox = Inbox(self.key)
+        """The Redis key read: ``message:{message_id}`` (on a Redis Cluster, with its shard's hash
+        tag in front of the id once entered)."""
+        self._entered = False
         self._closed = False
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> Subscription:
+        if self._entered:
+            raise RelayError("a subscription is entered once", key=self.key, operation="subscribe")
+        shard = await self._shards.shard(self.message_id, self.key, "stream")
+        self._entered = True
+        self._reader = shard.reader
+        self.key = shard.keys.message(self.message_id)
+        self._inbox = Inbox(self.key)
         # frames an earlier subscription to this queue gave back are older than any still in
         # the list: wait until they are back at its head before reading it again
         await self._reader.givebacks.landed(self._inbox.bkey)
@@ -55,6 +67,8 @@ class Subscription:
         Raises ``RelayError`` once the relay is closed, and ``RelayConnectionError`` when the
         wait timed out while Redis was unreachable.
         """
+        if not self._entered:
+            raise RelayError("subscription is not entered (async with)", key=self.key, operation="next_batch")
         inbox = self._inbox
         if not inbox.frames and inbox.error is None:
             if self._closed:
@@ -90,6 +104,10 @@ class Subscription:
             )
         return []
 
+    def timeout_error(self, waited: float) -> RelayError:
+        """The error of a stream that got no frame for ``waited`` seconds, saying why."""
+        return self._reader.health.timeout_error(self.key, waited)
+
     def _on_timer(self) -> None:
         self._timer = None
         w = self._inbox.waiter
@@ -111,6 +129,8 @@ class Subscription:
         if self._closed:
             return
         self._closed = True
+        if not self._entered:
+            return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

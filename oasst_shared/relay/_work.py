@@ -8,9 +8,10 @@ import contextlib
 import time
 from typing import NamedTuple
 
+from oasst_shared.relay._connector import Connector
 from oasst_shared.relay._errors import QueueFullError, RelayConnectionError, RelayError
-from oasst_shared.relay._keys import check_id, work_queue_key
-from oasst_shared.relay._link import Connector, Link, reply_int, reply_list
+from oasst_shared.relay._keys import REFERENCE_KEYS, KeyLayout, check_id
+from oasst_shared.relay._link import Link, reply_int, reply_list
 from oasst_shared.relay._scripts import ENQUEUE, Script
 
 __all__ = ["QueuePosition", "WorkQueues"]
@@ -32,7 +33,16 @@ class WorkQueues:
     ``expire`` is the ``pos:`` keys' expiry; ``max_size`` the most ids a queue holds (0: none).
     """
 
-    def __init__(self, connector: Connector, control: Link, *, expire: int, max_size: int) -> None:
+    def __init__(
+        self,
+        connector: Connector,
+        control: Link,
+        *,
+        expire: int,
+        max_size: int,
+        keys: KeyLayout = REFERENCE_KEYS,
+    ) -> None:
+        self._keys = keys
         self._connector = connector
         self._control = control
         self._expire = expire
@@ -45,10 +55,11 @@ class WorkQueues:
         """``RPUSH`` + ``INCR ctr_enq:`` + ``SET pos:`` in one script call; returns the counter."""
         check_id("compat_hash", compat_hash)
         check_id("message_id", message_id)
-        key = work_queue_key(compat_hash)
+        key = self._keys.work(compat_hash)
         max_size = self._max_size if enforce_max_size else 0
         args = self._enqueue.command()
-        args += [3, key, f"ctr_enq:{key}", f"pos:{message_id}", message_id, max_size, self._expire]
+        pos = self._keys.position(message_id)
+        args += [3, key, f"ctr_enq:{key}", pos, message_id, max_size, self._expire]
         op = "enqueue_work (EVALSHA RPUSH+INCR+SET)"
         reply = await self._enqueue.run(self._control, args, op=op, key=key, idempotent=False)
         ctr = reply_int(reply, op=op, key=key)
@@ -61,7 +72,7 @@ class WorkQueues:
     async def dequeue(self, compat_hash: str, timeout: float) -> str | None:
         """``BLPOP`` then ``INCR ctr_deq:``; None on timeout."""
         check_id("compat_hash", compat_hash)
-        key = work_queue_key(compat_hash)
+        key = self._keys.work(compat_hash)
         link = self._idle.pop() if self._idle else Link(self._connector, "dequeue", blocking=True)
         op = "dequeue_work (BLPOP)"
 
@@ -101,9 +112,9 @@ class WorkQueues:
         check_id("message_id", message_id)
         if compat_hash is None:
             return QueuePosition(0, 1)
-        key = work_queue_key(check_id("compat_hash", compat_hash))
+        key = self._keys.work(check_id("compat_hash", compat_hash))
         op = "queue_position (MGET)"
-        keys = [f"ctr_deq:{key}", f"ctr_enq:{key}", f"pos:{message_id}"]
+        keys = [f"ctr_deq:{key}", f"ctr_enq:{key}", self._keys.position(message_id)]
         reply = await self._control.call(["MGET", *keys], op=op, key=key, idempotent=True)
         deq, enq, pos = (
             0 if v is None else reply_int(v, op=op, key=k)
@@ -128,7 +139,7 @@ class WorkQueues:
         check_id("compat_hash", compat_hash)
         poller = self._pollers.get(max_age)
         if poller is None:
-            poller = self._pollers[max_age] = _PositionPoller(self._control, max_age)
+            poller = self._pollers[max_age] = _PositionPoller(self._control, max_age, self._keys)
         return await poller.get(message_id, compat_hash)
 
 
@@ -138,7 +149,8 @@ class _PositionPoller:
     event stream reads with three round trips per waiting chat per second. A message not asked
     for in two rounds leaves the poll; the task stops when none is left."""
 
-    def __init__(self, control: Link, max_age: float) -> None:
+    def __init__(self, control: Link, max_age: float, keys: KeyLayout) -> None:
+        self._keys = keys
         self._control = control
         self._max_age = max_age
         self._asked: dict[tuple[str, str], float] = {}  # (message id, compat hash) -> last asked
@@ -180,9 +192,10 @@ class _PositionPoller:
             await asyncio.sleep(self._max_age)
 
     async def _read(self, asked: list[tuple[str, str]]) -> dict[tuple[str, str], QueuePosition]:
-        queues = list(dict.fromkeys(work_queue_key(h) for _, h in asked))
+        work, at = self._keys.work, self._keys.position
+        queues = list(dict.fromkeys(work(h) for _, h in asked))
         keys = [k for q in queues for k in (f"ctr_deq:{q}", f"ctr_enq:{q}")]
-        keys += [f"pos:{m}" for m, _ in asked]
+        keys += [at(m) for m, _ in asked]
         op = "queue_position (MGET)"
         reply = reply_list(
             await self._control.call(["MGET", *keys], op=op, key=None, idempotent=True),
@@ -194,7 +207,7 @@ class _PositionPoller:
         counters = {q: (values[2 * i], values[2 * i + 1]) for i, q in enumerate(queues)}
         out = {}
         for (message_id, compat_hash), pos in zip(asked, values[2 * len(queues) :], strict=True):
-            deq, enq = counters[work_queue_key(compat_hash)]
+            deq, enq = counters[work(compat_hash)]
             position = max(pos - deq, 0)
             out[(message_id, compat_hash)] = QueuePosition(position, max(enq - deq, position))
         return out

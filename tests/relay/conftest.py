@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.redis_server import RedisServer, running_redis
-from tests.support.relay_fixtures import anyio_backend, redis_server, redis_url, relay
+from tests.support.relay_fixtures import anyio_backend, redis_cluster, redis_server, redis_url, relay
 
-__all__ = ["anyio_backend", "own_redis", "redis_server", "redis_url", "relay"]
+__all__ = ["anyio_backend", "own_redis", "redis_cluster", "redis_server", "redis_url", "relay"]
 
 
 @pytest.fixture

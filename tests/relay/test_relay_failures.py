@@ -26,7 +26,6 @@ from oasst_shared.relay import (
     RelayOutOfMemoryError,
     RelayResponseError,
     RelayStalledError,
-    RelayUnsupportedServerError,
 )
 from tests.relay.helpers import final, token, token_frame
 from tests.support.redis_server import RedisServer, running_redis
@@ -264,17 +263,3 @@ async def test_a_stalled_redis_ends_the_stream_with_a_stall_error(own_redis: Red
         err = info.value
         assert err.key == "message:stall" and err.waited == 1.5 and err.stalled > 0.3
         assert "not answered" in str(err)
-
-
-async def test_a_cluster_node_is_refused_at_connect_saying_what_to_do(tmp_path: object) -> None:
-    args = ("--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{time.monotonic_ns()}.conf")
-    with running_redis(use_env=False, extra_args=args) as srv:
-        async with Relay(srv.url) as relay:
-            with pytest.raises(RelayUnsupportedServerError, match="Cluster") as info:
-                await relay.publish("m", token(0))
-            assert "redis+sentinel" in str(info.value) and info.value.maybe_applied is False
-            with pytest.raises(RelayUnsupportedServerError, match="Cluster"):
-                async for _ in relay.stream("m", timeout=30):
-                    pass
-            with pytest.raises(RelayUnsupportedServerError):
-                await relay.enqueue_work("h", "m")

@@ -109,6 +109,7 @@ async def test_publish_and_publisher_share_a_round_trip_and_keep_order(relay: Re
 
 async def test_queue_full_reaches_the_publisher_and_only_a_prefix_lands(redis_url: str) -> None:
     async with Relay(redis_url, message_queue_max_length=3) as relay:
+        await relay.connect()  # (else the first frames wait for it, and all go in one round trip)
         pub = relay.publisher()
         other = relay.publisher()
         for i in range(5):

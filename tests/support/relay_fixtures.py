@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from oasst_shared.relay import Relay
+from tests.support.cluster import ClusterSet, running_cluster
 from tests.support.redis_server import RedisServer, running_redis
 
-__all__ = ["anyio_backend", "redis_server", "redis_url", "relay"]
+__all__ = ["anyio_backend", "redis_cluster", "redis_server", "redis_url", "relay"]
 
 
 @pytest.fixture
@@ -28,6 +29,14 @@ def redis_server() -> Iterator[RedisServer]:
     """One Redis per test module (OASST_REDIS_URL selects an external one)."""
     with running_redis() as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[ClusterSet]:
+    """One Redis Cluster (3 masters, 3 replicas) for the session's tests that do not break it
+    (a test that kills a node starts a cluster of its own)."""
+    with running_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture

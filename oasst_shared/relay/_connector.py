@@ -1,0 +1,113 @@
+"""``Connector``: how the relay makes its connections (the caller's client's or URL's settings,
+with redis-py's retries off and replies left undecoded), where to (one server, or the owner of a
+Redis Cluster slot: ``_cluster.ShardConnector``), and whether the relay is still open."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ResponseError
+
+from oasst_shared.relay._errors import RelayError
+from oasst_shared.relay._server import SENTINEL_SCHEME, sentinel_pool
+
+__all__ = ["Connector", "ConnectorState"]
+
+
+class Connector:
+    """How the relay makes its connections (the settings of the caller's client or URL, with
+    redis-py's retries off and replies left undecoded), and whether the relay is still open."""
+
+    def __init__(
+        self,
+        redis_or_url: aioredis.Redis | str,
+        *,
+        connect_timeout: float,
+        command_timeout: float,
+        retry_timeout: float,
+    ) -> None:
+        pool: aioredis.ConnectionPool
+        if isinstance(redis_or_url, str) and redis_or_url.startswith(SENTINEL_SCHEME + "://"):
+            pool = sentinel_pool(
+                redis_or_url, connect_timeout=connect_timeout, command_timeout=command_timeout
+            )
+        elif isinstance(redis_or_url, str):
+            pool = aioredis.ConnectionPool.from_url(redis_or_url)
+        elif isinstance(redis_or_url, aioredis.Redis):
+            pool = redis_or_url.connection_pool
+        else:
+            raise TypeError(
+                f"Relay needs a redis.asyncio.Redis client or a URL, got {type(redis_or_url).__name__}"
+            )
+        self._pool = pool  # a Sentinel-managed pool's connections refer to it (weakly)
+        self.connection_class: type[AbstractConnection] = pool.connection_class
+        kwargs = {
+            k: v
+            for k, v in pool.connection_kwargs.items()
+            if not k.startswith(("maint_notifications", "oss_cluster"))
+        }
+        kwargs.update(
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=False,
+            protocol=2,
+            socket_connect_timeout=connect_timeout,
+        )
+        self.kwargs = kwargs
+        self.command_timeout = command_timeout
+        """Longest wait for a non-blocking command's reply."""
+        self.retry_timeout = retry_timeout
+        """How long a command whose connection was refused or reset before sending is retried."""
+        self.state = ConnectorState()
+        """Shared with the connectors derived from this one (a cluster's shards)."""
+
+    cluster: bool = False
+    """Whether the connections go to Redis Cluster nodes (``_cluster.ShardConnector``)."""
+
+    @property
+    def closed(self) -> bool:
+        """Set by the relay's ``aclose``: no connection is made or reused from then on."""
+        return self.state.closed
+
+    @closed.setter
+    def closed(self, value: bool) -> None:
+        self.state.closed = value
+
+    def check_open(self, op: str, key: str | None) -> None:
+        if self.state.closed:
+            raise RelayError("the relay is closed", key=key, operation=op)
+
+    def new_connection(self, *, blocking: bool) -> AbstractConnection:
+        """A new, unconnected connection; a blocking one has no reply timeout (``BLPOP``)."""
+        kwargs = dict(self.kwargs)
+        kwargs["socket_timeout"] = None if blocking else self.command_timeout
+        return self.connection_class(**kwargs)
+
+    def connection_to(self, address: tuple[str, int], *, blocking: bool = False) -> AbstractConnection:
+        """A new, unconnected connection with these settings to another node (a cluster's)."""
+        kwargs = dict(self.kwargs)
+        kwargs.update(host=address[0], port=address[1])
+        kwargs["socket_timeout"] = None if blocking else self.command_timeout
+        kwargs.pop("path", None)
+        return self.connection_class(**kwargs)
+
+    async def locate(self, *, op: str, key: str | None) -> None:
+        """Before connecting: learn where to (a cluster's slot map)."""
+
+    async def unreachable(self, *, op: str, key: str | None) -> None:
+        """A connection failed: where to connect may have changed (a cluster's failover)."""
+
+    def redirected(self, exc: ResponseError) -> bool:
+        """Whether ``exc`` is a cluster's answer that the command was not run here (``MOVED``,
+        ``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``) and may be sent again after a pause."""
+        return False
+
+
+class ConnectorState:
+    """What the connectors of one relay share: whether it is closed."""
+
+    __slots__ = ("closed",)
+
+    def __init__(self) -> None:
+        self.closed = False
