@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 from collections import Counter
 
 import pytest
@@ -246,3 +247,58 @@ async def test_a_cluster_that_no_node_of_answers_fails_within_the_retry_window()
         tag = cluster_tags(relay.cluster_shards)[shard_of("m", relay.cluster_shards)]
         assert info.value.key == f"message:{tag}m" and "publish" in info.value.operation
         assert "CLUSTER SLOTS" in str(info.value) or "unreachable" in str(info.value), info.value
+
+
+_PUBLISHER = """
+import asyncio, sys
+from oasst_shared.relay import Relay
+from oasst_shared.schemas import inference
+
+async def main(url, prefix, streams, tokens):
+    async with Relay(url) as relay:
+        pub = relay.publisher(limit=512)
+        for i in range(tokens):
+            for s in range(streams):
+                pub.send(f"{prefix}{s}", inference.TokenResponse(
+                    request_id="req", text=f" t{i}", log_prob=-0.5, token_id=i))
+            await pub.drain()
+        for s in range(streams):
+            pub.send(f"{prefix}{s}", inference.GeneratedTextResponse(
+                request_id="req", text="done", finish_reason="length"))
+        await pub.flush()
+    print("published", flush=True)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+"""
+
+
+async def test_two_processes_one_publishing_one_reading(redis_cluster: ClusterSet) -> None:
+    """A server process of its own publishes 32 streams x 100 tokens (a worker's side); this one
+    reads them (a browser's side), both on the cluster."""
+    prefix, streams, tokens = _mid("proc") + "-", 32, 100
+    async with Relay(redis_cluster.url) as relay:
+        results: dict[int, list[inference.WorkerResponse]] = {}
+
+        async def read(s: int) -> None:
+            results[s] = [m async for m in relay.stream(f"{prefix}{s}", timeout=30)]
+
+        readers = [asyncio.create_task(read(s)) for s in range(streams)]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _PUBLISHER,
+            redis_cluster.url,
+            prefix,
+            str(streams),
+            str(tokens),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0 and out == b"published\n", err.decode()[-2000:]
+        await asyncio.wait_for(asyncio.gather(*readers), 30)
+    for s in range(streams):
+        got = results[s]
+        ids = [r.token_id for r in got if isinstance(r, inference.TokenResponse)]
+        assert ids == list(range(tokens)), (s, ids[:10])
+        assert isinstance(got[-1], inference.GeneratedTextResponse) and len(got) == tokens + 1

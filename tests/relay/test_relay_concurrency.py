@@ -6,7 +6,8 @@ share flushes), or sent through a ``Publisher`` (no wait per frame) for the stre
 one, with drawn yields in between; consumers start before, during or after the
 publishing, in raw or struct mode, on one relay or on a second relay (another "server process"
 sharing the Redis), whose readers go back to Redis at once or once per millisecond. Every
-consumer must get exactly its sequence, in order, then the terminal.
+consumer must get exactly its sequence, in order, then the terminal. Each runs on a single Redis
+and on a Redis Cluster (``target_url``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from oasst_shared import codec
 from oasst_shared.relay import Relay
 from oasst_shared.schemas import inference
 from tests.relay.helpers import final, token
+from tests.support.cluster import ClusterSet
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -46,6 +48,15 @@ async def _two_relays(url: str, read_interval: float) -> AsyncIterator[tuple[Rel
         Relay(url, read_interval=read_interval) as other,
     ):
         yield relay, other
+
+
+@pytest.fixture(params=["single", "cluster"])
+def target_url(request: pytest.FixtureRequest, redis_server: RedisServer) -> str:
+    """Where the relays run: the module's Redis, or the session's Redis Cluster (3 masters)."""
+    if request.param == "cluster":
+        cluster: ClusterSet = request.getfixturevalue("redis_cluster")
+        return cluster.url
+    return redis_server.url
 
 
 @st.composite
@@ -74,12 +85,10 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sc=scenarios())
-async def test_every_stream_gets_its_frames_once_in_order(
-    redis_server: RedisServer, sc: dict[str, Any]
-) -> None:
+async def test_every_stream_gets_its_frames_once_in_order(target_url: str, sc: dict[str, Any]) -> None:
     lengths: list[int] = sc["lengths"]
     mids = _message_ids("hyp", len(lengths))
-    async with _two_relays(redis_server.url, sc["read_interval"]) as (relay, other):
+    async with _two_relays(target_url, sc["read_interval"]) as (relay, other):
         results: dict[int, list[Any]] = {}
 
         async def consume(s: int) -> None:
@@ -157,11 +166,11 @@ def handovers(draw: st.DrawFn) -> dict[str, Any]:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sc=handovers())
 async def test_a_stream_handed_over_mid_way_loses_and_reorders_nothing(
-    redis_server: RedisServer, sc: dict[str, Any]
+    target_url: str, sc: dict[str, Any]
 ) -> None:
     lengths: list[int] = sc["lengths"]
     mids = _message_ids("hand", len(lengths))
-    async with _two_relays(redis_server.url, sc["read_interval"]) as (relay, other):
+    async with _two_relays(target_url, sc["read_interval"]) as (relay, other):
 
         async def produce() -> None:
             # every stream's frames through one publisher, in drawn chunks, then the terminals
