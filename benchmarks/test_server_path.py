@@ -68,7 +68,24 @@ def test_report_has_a_row_per_variant_and_the_goals(quick_results: dict[str, obj
             assert row.startswith(f"| {label} | {float(rate):,.0f} | "), row
     goals = quick_results["goals"]
     assert isinstance(goals, list)
-    assert len(goals) == 6  # four of the relay, two of the example server
+    assert len(goals) == 9  # four of the relay, two of the example server, three on the cluster
     for g in goals:
         assert f"| {g['goal']} | {g['measured']} |" in text
     assert "Relay across two server processes (workers on one, browsers on the other" in text
+    assert "Relay on a Redis Cluster (3 masters" in text
+
+
+def test_the_relay_on_a_cluster_delivers_every_token_and_reads_every_node(
+    quick_results: dict[str, object],
+) -> None:
+    settings = run.Settings.of(quick=True)
+    cluster = quick_results["cluster"]
+    assert isinstance(cluster, dict)
+    assert "unavailable" not in cluster, cluster
+    assert set(cluster["phases"]) == set(settings.short_phases)
+    for phase, p in cluster["phases"].items():
+        assert p["errors"] == 0, (phase, p["error_samples"])
+        assert p["tokens_delivered_in_order"] == settings.chats * settings.tokens, phase
+        nodes = p["redis_cpu_us_per_token_by_node"]
+        assert len(nodes) == 3 and all(x > 0 for x in nodes), (phase, nodes)  # every master worked
+        assert sum(nodes) == pytest.approx(p["redis_cpu_us_per_token"]), phase

@@ -320,7 +320,7 @@ async def run_phase(
     gc.collect()
     gc.freeze()
 
-    before = await _cpu_sample([port], redis_client)
+    before = await _cpu_sample([port], [redis_client])
     t0 = time.perf_counter()
     if rate is None:
         for chat, w in order:
@@ -346,7 +346,7 @@ async def run_phase(
         await asyncio.wait_for(tally.done.wait(), PHASE_TIMEOUT)
     except asyncio.TimeoutError:
         tally.error(f"timed out: {tally.pending} chats unfinished after {PHASE_TIMEOUT} s")
-    after = await _cpu_sample([port], redis_client)
+    after = await _cpu_sample([port], [redis_client])
     gc.unfreeze()
     for _, w in order:
         w.transport.write(wire.client_frame(b"\x03\xe8", wire.OP_CLOSE))

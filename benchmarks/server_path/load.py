@@ -294,13 +294,16 @@ async def _http_get_json(port: int, path: str) -> Any:
 
 
 async def _cpu_sample(
-    stat_ports: list[int], redis_client: Any
-) -> tuple[list[float], float, float, float, float, list[dict[str, float]]]:
+    stat_ports: list[int], redis_clients: list[Any]
+) -> tuple[list[float], float, float, float, float, list[dict[str, float]], list[float]]:
     stats = [await _http_get_json(p, "/stats") for p in stat_ports]
     servers = [float(s["cpu"]) for s in stats]
-    info = await redis_client.info("cpu")
-    redis_cpu = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-    return servers, redis_cpu, time.process_time(), machine_busy_seconds(), time.perf_counter(), stats
+    nodes = []
+    for client in redis_clients:  # (a cluster's nodes: each one's own)
+        info = await client.info("cpu")
+        nodes.append(float(info["used_cpu_user"]) + float(info["used_cpu_sys"]))
+    now = time.perf_counter()
+    return servers, sum(nodes), time.process_time(), machine_busy_seconds(), now, stats, nodes
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -328,7 +331,7 @@ async def run_phase(
     worker_port: int,
     browser_port: int,
     stat_ports: list[int],
-    redis_client: Any,
+    redis_clients: list[Any],
     chats: int,
     tokens: int,
 ) -> dict[str, Any]:
@@ -358,7 +361,7 @@ async def run_phase(
     gc.collect()
     gc.freeze()
 
-    before = await _cpu_sample(stat_ports, redis_client)
+    before = await _cpu_sample(stat_ports, redis_clients)
     t0 = time.perf_counter()
     if rate is None:
         for chat, w in zip(all_chats, workers, strict=True):
@@ -385,7 +388,7 @@ async def run_phase(
         await asyncio.wait_for(tally.done.wait(), PHASE_TIMEOUT)
     except asyncio.TimeoutError:
         tally.error(f"timed out: {tally.pending} chats unfinished after {PHASE_TIMEOUT} s")
-    after = await _cpu_sample(stat_ports, redis_client)
+    after = await _cpu_sample(stat_ports, redis_clients)
 
     gc.unfreeze()
     for w in workers:
@@ -424,6 +427,10 @@ async def run_phase(
         "server_gc_longest_ms": [a["gc_longest"] * 1e3 for a in after[5]],
         "server_gc_full": [a["gc_full"] - b["gc_full"] for a, b in zip(after[5], before[5], strict=True)],
         "redis_cpu_us_per_token": (after[1] - before[1]) / total_tokens * 1e6,
+        # per Redis node (several for a cluster), in the order of --redis
+        "redis_cpu_us_per_token_by_node": [
+            (a - b) / total_tokens * 1e6 for a, b in zip(after[6], before[6], strict=True)
+        ],
         "load_cpu_us_per_token": (after[2] - before[2]) / total_tokens * 1e6,
         # CPU the rest of the machine (other work, not this benchmark) used meanwhile, in cores.
         "others_cores": (
@@ -445,7 +452,7 @@ async def run_phase(
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     import redis.asyncio
 
-    client = redis.asyncio.Redis.from_url(args.redis)
+    clients = [redis.asyncio.Redis.from_url(url) for url in args.redis]
     stat_ports = sorted({args.worker_port, args.browser_port})
     results = []
     try:
@@ -457,13 +464,14 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     worker_port=args.worker_port,
                     browser_port=args.browser_port,
                     stat_ports=stat_ports,
-                    redis_client=client,
+                    redis_clients=clients,
                     chats=args.chats,
                     tokens=args.tokens,
                 )
             )
     finally:
-        await client.aclose()
+        for client in clients:
+            await client.aclose()
     return results
 
 
@@ -478,7 +486,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.server_path.load")
     parser.add_argument("--worker-port", type=int, required=True)
     parser.add_argument("--browser-port", type=int, required=True)
-    parser.add_argument("--redis", required=True)
+    parser.add_argument(
+        "--redis", action="append", required=True, help="a Redis node to read CPU of (repeat: a cluster's)"
+    )
     parser.add_argument("--chats", type=int, default=256)
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--phase", action="append", required=True, help="flood or a rate in tokens/s")

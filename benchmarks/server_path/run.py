@@ -41,6 +41,9 @@ GOAL_TOKENS_PER_CORE = 40_000.0
 GOAL_P99_MS = 10.0
 GOAL_APP_FLOOR_RATIO = 1.2
 GOAL_APP_VS_A = 20.0
+CLUSTER_MASTERS = 3
+GOAL_CLUSTER_CPU_RATIO = 2.0
+GOAL_CLUSTER_NODE_SPREAD = 1.5
 
 
 @dataclass(frozen=True)
@@ -102,16 +105,23 @@ def server_process(variant: str, redis_url: str) -> Iterator[int]:
 
 
 def run_load(
-    worker_port: int, browser_port: int, redis_url: str, s: Settings, phases: tuple[str, ...]
+    worker_port: int,
+    browser_port: int,
+    redis_url: str,
+    s: Settings,
+    phases: tuple[str, ...],
+    *,
+    cpu_urls: list[str] | None = None,
 ) -> Any:
-    """One load process over ``phases``; returns its per-phase results."""
+    """One load process over ``phases``; returns its per-phase results. ``cpu_urls``: the Redis
+    nodes whose CPU it reads (a cluster's masters; default ``redis_url``)."""
     cmd = [
         sys.executable,
         "-m",
         "benchmarks.server_path.load",
         f"--worker-port={worker_port}",
         f"--browser-port={browser_port}",
-        f"--redis={redis_url}",
+        *(f"--redis={url}" for url in cpu_urls or [redis_url]),
         f"--chats={s.chats}",
         f"--tokens={s.tokens}",
         *(f"--phase={p}" for p in phases),
@@ -194,10 +204,25 @@ def run_benchmark(quick: bool = False, progress: bool = False) -> dict[str, Any]
             with server_process("relay", srv.url) as a, server_process("relay", srv.url) as b:
                 phases = run_load(a, b, srv.url, s, s.short_phases)
             results["two_servers"] = {"phases": {p["phase"]: p for p in phases}}
+    results["cluster"] = {"unavailable": missing_relay} if missing_relay else run_cluster(s, progress)
     results["seconds"] = time.perf_counter() - started
     results["machine"]["loadavg_after"] = os.getloadavg()
     results["goals"] = goals(results)
     return results
+
+
+def run_cluster(s: Settings, progress: bool) -> dict[str, Any]:
+    """The relay variant on a Redis Cluster of ``CLUSTER_MASTERS`` masters (no replicas: the
+    single-node relay it is compared with has none), each node's CPU read."""
+    from tests.support.cluster import running_cluster
+
+    if progress:
+        print(f"  relay on a Redis Cluster ({CLUSTER_MASTERS} masters) ...", file=sys.stderr, flush=True)
+    with running_cluster(masters=CLUSTER_MASTERS, replicas_per_master=0) as cluster:
+        urls = [node.url for node in cluster.masters()]
+        with server_process("relay", cluster.url) as port:
+            phases = run_load(port, port, cluster.url, s, s.short_phases, cpu_urls=urls)
+    return {"masters": len(urls), "phases": {p["phase"]: p for p in phases}}
 
 
 def _phase(results: dict[str, Any], variant: str, phase: str) -> dict[str, Any] | None:
@@ -263,6 +288,7 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         out.append({"goal": "(c) p99 latency", "measured": "not run", "met": False})
     out += app_goals(results)
+    out += cluster_goals(results)
     two = results.get("two_servers", {}).get("phases")
     if two:
         ok = all(p["ok"] for p in two.values())
@@ -320,10 +346,90 @@ def app_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def node_spread(phase: dict[str, Any]) -> float:
+    """The busiest Redis node's CPU over the least busy one's."""
+    nodes = phase["redis_cpu_us_per_token_by_node"]
+    return max(nodes) / min(nodes) if nodes and min(nodes) > 0 else math.inf
+
+
+def cluster_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The relay on a Redis Cluster: server CPU near the single-node relay's, the nodes' CPU
+    even, every token once in order."""
+    phases = results.get("cluster", {}).get("phases")
+    if not phases:
+        return [{"goal": "(c) on a Redis Cluster", "measured": "not run", "met": False}]
+    ratios, spreads = [], []
+    for name, p in phases.items():
+        single = _phase(results, "relay", name)
+        if single:
+            ratios.append((name, p["server_cpu_us_per_token"] / single["server_cpu_us_per_token"]))
+        spreads.append((name, node_spread(p)))
+    label = {"flood": "saturation"}
+    delivered = sum(p["tokens_delivered_in_order"] for p in phases.values())
+    expected = sum(p["tokens"] for p in phases.values())
+    return [
+        {
+            "goal": f"(c) on a Redis Cluster: server CPU per token within {GOAL_CLUSTER_CPU_RATIO:g}x of "
+            "the single-node relay's",
+            "measured": ", ".join(f"{label.get(n, n + ' tok/s')} {r:.2f}x" for n, r in ratios) or "not run",
+            "met": bool(ratios) and all(r <= GOAL_CLUSTER_CPU_RATIO for _, r in ratios),
+        },
+        {
+            "goal": f"(c) on a Redis Cluster: the nodes' Redis CPU within {GOAL_CLUSTER_NODE_SPREAD:g}x of "
+            "each other",
+            "measured": ", ".join(f"{label.get(n, n + ' tok/s')} {r:.2f}x" for n, r in spreads),
+            "met": all(r <= GOAL_CLUSTER_NODE_SPREAD for _, r in spreads),
+        },
+        {
+            "goal": "(c) on a Redis Cluster: every token delivered once, in order",
+            "measured": f"{delivered:,} of {expected:,} tokens in order, "
+            f"{sum(p['errors'] for p in phases.values())} errors",
+            "met": all(p["ok"] for p in phases.values()),
+        },
+    ]
+
+
 def _fmt(value: float | None, spec: str = ",.0f") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return format(value, spec)
+
+
+def cluster_markdown(results: dict[str, Any]) -> list[str]:
+    """The cluster run's table: per phase, server and Redis CPU against the single-node relay's,
+    and each node's share."""
+    cl = results.get("cluster", {})
+    if "phases" not in cl:
+        return ["", f"Relay on a Redis Cluster: not run ({cl.get('unavailable', 'no result')})."]
+    lines = [
+        "",
+        f"Relay on a Redis Cluster ({cl['masters']} masters on this machine's cores, no replicas; one server "
+        "process), against the single-node relay of this run:",
+        "",
+        "| phase | server CPU per token | single-node | Redis CPU per token (sum) | single-node | "
+        "per node | busiest / least | tokens/s | p50 | p99 | in order |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, p in cl["phases"].items():
+        single = _phase(results, "relay", name) or {}
+        nodes = " / ".join(f"{x:.1f}" for x in p["redis_cpu_us_per_token_by_node"])
+        lat = (
+            ("-", "-")
+            if p["offered_tps"] is None
+            else (
+                f"{p['latency_ms_p50']:.2f} ms",
+                f"{p['latency_ms_p99']:.2f} ms",
+            )
+        )
+        what = "saturation" if name == "flood" else f"{name} tok/s"
+        lines.append(
+            f"| {what} | {p['server_cpu_us_per_token']:.1f} us | "
+            f"{_fmt(single.get('server_cpu_us_per_token'), '.1f')} us | "
+            f"{p['redis_cpu_us_per_token']:.1f} us | "
+            f"{_fmt(single.get('redis_cpu_us_per_token'), '.1f')} us | {nodes} us | {node_spread(p):.2f}x | "
+            f"{_fmt(p['achieved_tps'])} | {lat[0]} | {lat[1]} | {'yes' if p['ok'] else 'NO'} |"
+        )
+    return lines
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -406,6 +512,7 @@ def markdown(results: dict[str, Any]) -> str:
             )
     elif "unavailable" in two:
         lines += ["", f"Relay across two server processes: not run ({two['unavailable']})."]
+    lines += cluster_markdown(results)
     m = results["machine"]
     lines += [
         "",
