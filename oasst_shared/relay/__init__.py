@@ -22,7 +22,9 @@ processes and these can share one Redis:
 Every publish of an event-loop iteration goes to Redis in one round trip (group commit), and
 one reader per relay drains every local stream's queue in one round trip per round; the
 reader's own backup list makes a lost reply lose nothing. Servers: Redis >= 6.2 or Valkey;
-tested on Redis 6.2 and 7.0 and on Valkey 8.0. Not for Redis Cluster. asyncio only
+tested on Redis 6.2 and 7.0 and on Valkey 8.0. Runs on a Redis Cluster too (a URL naming any
+node, or ``redis://host:port,host:port``): its keys then carry a shard's hash tag
+(``message:{r7}<id>``: the server guide's "Redis Cluster"). asyncio only
 (redis-py's asyncio client does not run on trio). This package is the only part of
 ``oasst_shared`` that imports redis. The design, its measurements, the key layout and the
 limits are in the server guide (``docs/guides/server.md``).

@@ -155,6 +155,7 @@ class Topology:
             finally:
                 await conn.disconnect(nowait=True)
             self._apply(reply, default_host=address[0])
+            self.known = {address: None, **self.known}  # (asked first next time)
             return
         raise RelayConnectionError(
             f"no node of the Redis Cluster answered CLUSTER SLOTS ({'; '.join(errors)})",

@@ -121,7 +121,13 @@ class Shards:
         the relay's ``retry_timeout``; ``RelayConnectionError`` then, and the next call asks again)."""
         if self.all is not None:
             return self.all
-        await asyncio.shield(self._start_setup())
+        task = self._start_setup()
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():  # (the relay closed while asking: the caller was not cancelled)
+                raise RelayError("the relay was closed", key=None, operation=SETUP_OP) from None
+            raise
         shards: list[Shard] | None = self.all  # (set by the setup)
         assert shards is not None
         return shards
