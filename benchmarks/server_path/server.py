@@ -188,8 +188,11 @@ class Structs(_PerMessage):
 class RelayVariant(Variant):
     def __init__(self, redis_url: str) -> None:
         from oasst_shared.relay import Relay
+        from oasst_shared.relay._cluster import DEFAULT_CLUSTER_SHARDS
 
-        self.relay = Relay(redis_url)
+        # (on a Redis Cluster: how many shards; a knob for comparing layouts, not for the report)
+        shards = int(os.environ.get("OASST_BENCH_CLUSTER_SHARDS", DEFAULT_CLUSTER_SHARDS))
+        self.relay = Relay(redis_url, cluster_shards=shards)
 
     async def start(self) -> None:
         await self.relay.__aenter__()

@@ -95,7 +95,7 @@ class Relay:
     - ``max_frame_size``: the largest frame, in bytes, that a publish accepts and a stream
       decodes (``codec.DEFAULT_MAX_FRAME_SIZE``, 16 MiB): a larger one is refused at publish
       (``RelayFrameError``), so it never reaches a reader.
-    - ``cluster_shards``: on a Redis Cluster, how many hash tags the keys are spread over (16);
+    - ``cluster_shards``: on a Redis Cluster, how many hash tags the keys are spread over (24);
       every process of a deployment must use the same. Each shard costs a process three
       connections (publish, control, the reader's) to the node that owns it, plus one per
       ``dequeue_work`` waiting at once.
