@@ -30,7 +30,7 @@ from oasst_shared.schemas import inference
 
 __all__ = ["Shards"]
 
-SETUP_OP: Final = "connect (INFO cluster)"
+SETUP_OP: Final = "first connection: INFO cluster"
 
 
 class Shards:
@@ -180,7 +180,7 @@ class Shards:
                 ) from exc
             except (*NETWORK_ERRORS, BusyLoadingError) as exc:
                 down = time.monotonic() - started
-                message = f"Redis unreachable for {down:.1f} s: cannot connect ({exc})"
+                message = f"cannot connect to Redis: unreachable for {down:.1f} s ({exc})"
                 await attempts.again(exc, message, key=None, op=SETUP_OP)
             except RedisError as exc:  # the handshake was refused (e.g. no such database)
                 raise RelayConnectionError(
