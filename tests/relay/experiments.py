@@ -5,7 +5,8 @@ A stream either completes (every token once, in order, then the final response) 
 typed error after an in-order prefix of its tokens. The counts the relay promises: 0 silent holes
 (a stream that completes without one of its tokens), 0 duplicates, 0 reorders.
 
-Used by ``test_relay_failover.py`` (small, in ``make test``) and ``soak_relay.py`` (``make soak``).
+Used by ``test_relay_failover.py`` and ``test_relay_cluster_failover.py`` (small, in ``make
+test``) and ``soak_relay.py`` (``make soak``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from oasst_shared.relay import Relay, RelayDataLossError, RelayError
+from oasst_shared.relay._cluster import cluster_tags, shard_of
 from oasst_shared.schemas import inference
 from tests.relay.helpers import final, token
+from tests.support.cluster import ClusterSet
 
 
 @dataclass
@@ -139,4 +142,72 @@ def check(outcome: Outcome, streams: int) -> None:
     assert outcome.complete + sum(outcome.ended_with.values()) == streams, outcome
 
 
-__all__ = ["Outcome", "RelayDataLossError", "check", "judge", "run_streams"]
+async def cluster_failover(
+    cluster: ClusterSet, *, streams: int, tokens: int, rate: float, kill_at: float = 1 / 3
+) -> tuple[Outcome, Outcome, float, bool]:
+    """``streams`` x ``tokens`` through one relay on ``cluster``, read through a second; the master
+    owning the most shards is SIGKILLed once ``kill_at`` of the tokens are published. The
+    outcomes of the streams on the killed master's shards and of the others, the seconds from
+    the kill until the cluster had promoted its replica, and whether a stream opened afterwards
+    on the promoted master's shards got everything. A producer whose publish fails stops (as a
+    worker handler aborts)."""
+    async with (
+        Relay(cluster.url, retry_timeout=15) as writer,
+        Relay(cluster.url, retry_timeout=15) as reader,
+    ):
+        tags = cluster_tags(writer.cluster_shards)
+        owner = {t: cluster.node_for_slot(cluster.key_slot(t)) for t in tags}
+        victim = Counter(owner.values()).most_common(1)[0][0]
+        mids = [f"failover-{j}" for j in range(streams)]
+        on_victim = {m for m in mids if owner[tags[shard_of(m, writer.cluster_shards)]] is victim}
+        affected, spared = Outcome(), Outcome()
+        published = 0
+
+        async def consume(mid: str) -> None:
+            got: list[inference.WorkerResponse] = []
+            outcome = affected if mid in on_victim else spared
+            try:
+                async for item in reader.stream(mid, timeout=20):
+                    got.append(item)
+            except RelayError as exc:
+                outcome.ended_with[type(exc).__name__] += 1
+                judge(got, tokens, False, outcome)
+                return
+            judge(got, tokens, True, outcome)
+
+        async def produce(mid: str) -> None:
+            nonlocal published
+            try:
+                for i in range(tokens):
+                    await writer.publish(mid, token(i, mid))
+                    published += 1
+                    await asyncio.sleep(streams / rate)
+                await writer.publish(mid, final(mid))
+            except RelayError as exc:
+                (affected if mid in on_victim else spared).publish_errors[type(exc).__name__] += 1
+
+        async def kill() -> float:
+            while published < streams * tokens * kill_at:
+                await asyncio.sleep(0.005)
+            cluster.kill_master(victim)
+            return await asyncio.to_thread(cluster.wait_failover, victim)
+
+        consumers = [asyncio.create_task(consume(m)) for m in mids]
+        await asyncio.sleep(0.1)
+        failover, *_ = await asyncio.gather(kill(), *(produce(m) for m in mids))
+        await asyncio.wait_for(asyncio.gather(*consumers), 60)
+        # the relays go on: a new stream on a shard of the promoted master gets everything
+        mid = next(
+            f"after-{j}"
+            for j in range(10_000)
+            if owner[tags[shard_of(f"after-{j}", writer.cluster_shards)]] is victim
+        )
+        for i in range(20):
+            await writer.publish(mid, token(i))
+        await writer.publish(mid, final())
+        after = [m async for m in reader.stream(mid, timeout=15)]
+        judge(after, 20, True, affected_after := Outcome())
+    return affected, spared, failover, affected_after.complete == 1
+
+
+__all__ = ["Outcome", "RelayDataLossError", "check", "cluster_failover", "judge", "run_streams"]

@@ -7,6 +7,8 @@ prefix; 0 silent holes, duplicates or reorders.
   restarted 3 times in each run;
 * the same with ``appendonly yes`` + ``appendfsync always``: no data-loss error at all;
 * a Sentinel failover under load, 3 runs of 20 streams x 500 tokens;
+* a Redis Cluster master killed under load, 5 runs of 64 streams x 300 tokens (a fresh cluster
+  each), and a cluster slot migrated back and forth 20 times under 64 streams x 300 tokens;
 * a timed soak (``OASST_SOAK_SECONDS``, 120 by default): rounds of 20 streams x 300 tokens with a
   random fault each (a restart, a pause of 0.5-2 s, a killed client connection).
 """
@@ -18,13 +20,16 @@ import json
 import os
 import random
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from oasst_shared.relay import Relay
-from tests.relay.experiments import Outcome, check, run_streams
+from oasst_shared.relay._cluster import cluster_tags, shard_of
+from tests.relay.experiments import Outcome, check, cluster_failover, run_streams
+from tests.support.cluster import ClusterSet, running_cluster
 from tests.support.redis_server import RedisServer, running_redis
 from tests.support.sentinel import running_sentinels
 
@@ -146,3 +151,47 @@ async def test_timed_soak() -> None:
                 total.add(outcome)
                 run += 1
     report(f"timed soak, {seconds:g} s", total, rounds=run, faults=kinds)
+
+
+async def test_cluster_failover_under_load() -> None:
+    affected, spared = Outcome(), Outcome()
+    seconds = []
+    for _ in range(5):
+        with running_cluster() as cluster:
+            a, s, failover, after = await cluster_failover(cluster, streams=64, tokens=300, rate=10_000.0)
+        assert after, "a stream opened after the failover did not get everything"
+        check(s, s.complete + sum(s.ended_with.values()))
+        check(a, a.complete + sum(a.ended_with.values()))
+        assert not s.ended_with and not s.publish_errors, s  # the other masters' streams: undisturbed
+        affected.add(a)
+        spared.add(s)
+        seconds.append(round(failover, 2))
+    report("cluster failover, killed master's streams", affected, failover_seconds=seconds)
+    report("cluster failover, other masters' streams", spared)
+
+
+async def test_cluster_slot_migrations_under_load(redis_cluster: ClusterSet) -> None:
+    """20 migrations of the slot of one shard (the one with the most streams: to another master
+    and back) while 64 streams of every shard get 300 tokens: every stream complete, in order,
+    no error."""
+    cluster = redis_cluster
+    async with Relay(cluster.url) as relay:
+        # the shard with the most of the streams
+        busiest = Counter(shard_of(f"migrating-{j}", relay.cluster_shards) for j in range(64)).most_common(1)
+        tag = cluster_tags(relay.cluster_shards)[busiest[0][0]]
+        slot = cluster.key_slot(tag)
+        home = cluster.node_for_slot(slot)
+        away = next(n for n in cluster.masters() if n is not home)
+
+        async def migrate() -> None:
+            for i in range(20):
+                await asyncio.to_thread(cluster.migrate_slot, slot, away if i % 2 == 0 else home)
+                await asyncio.sleep(0.05)
+
+        outcome, _ = await asyncio.gather(
+            run_streams(relay, streams=64, tokens=300, faults=[], prefix="migrating-", rate=5_000.0),
+            migrate(),
+        )
+    check(outcome, 64)
+    assert outcome.complete == 64, outcome
+    report("cluster slot migrated 20 times", outcome)
