@@ -160,25 +160,34 @@ class _PositionPoller:
 
     async def get(self, message_id: str, compat_hash: str) -> QueuePosition:
         key = (message_id, compat_hash)
-        self._asked[key] = time.monotonic()
-        reading = self._readings.get(key)
-        if reading is not None:
-            return reading
-        if self._next is None or self._next.done():
-            self._next = asyncio.get_running_loop().create_future()
-        waiter = self._next
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        await asyncio.shield(waiter)  # (raises the reading's error)
-        return self._readings[key]
+        loop = asyncio.get_running_loop()
+        while True:
+            self._asked[key] = time.monotonic()
+            reading = self._readings.get(key)
+            if reading is not None:
+                return reading
+            if self._next is None or self._next.done():
+                self._next = loop.create_future()
+            waiter = self._next
+            if self._task is None or self._task.done():
+                self._task = loop.create_task(self._run())
+            await asyncio.shield(waiter)  # (raises the reading's error)
 
     async def _run(self) -> None:
-        while self._asked:
-            cutoff = time.monotonic() - 2 * self._max_age
+        read_started = -float("inf")
+        while True:
+            # a message leaves the poll once nobody asked for it over two rounds, and never while
+            # someone waits for it (asked since the last read began: that read does not have it)
+            cutoff = min(time.monotonic() - 2 * self._max_age, read_started)
             for key in [k for k, at in self._asked.items() if at < cutoff]:
                 del self._asked[key]
                 self._readings.pop(key, None)
             waiter, self._next = self._next, None
+            if not self._asked:
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)  # (nobody left; a late caller starts the poll again)
+                return
+            read_started = time.monotonic()
             try:
                 self._readings = await self._read(list(self._asked))
             except RelayError as exc:

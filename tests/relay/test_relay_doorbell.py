@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from oasst_shared.relay import QueuePosition, Relay, Subscription
 from tests.relay.helpers import token, token_frame
 from tests.relay.wire import HookedConnection, Hooks, hooked_client
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -203,3 +204,22 @@ async def test_waiting_chats_share_one_position_read_per_interval(redis_url: str
         assert await relay.queue_position("w5", "pool", max_age=0.5) == QueuePosition(5, 299)
         assert await relay.queue_position("w5", "pool") == QueuePosition(5, 299)  # the exact call
     await plain.aclose()
+
+
+async def test_a_position_asked_while_a_reading_is_slow_is_read_not_dropped(own_redis: RedisServer) -> None:
+    """A chat that asks while the poll's reading is held up (Redis paused) gets its position
+    from the next reading: it is not dropped from the poll as stale before it was ever read
+    (that left the poll with nothing to read, and an MGET of no keys failed every waiting chat)."""
+    async with Relay(own_redis.url) as relay:
+        await relay.enqueue_work("slow", "m1")
+        await relay.enqueue_work("slow", "m2")
+        assert await relay.queue_position("m1", "slow", max_age=0.05) == QueuePosition(1, 2)
+        await asyncio.sleep(0.06)  # the poll's next reading is due
+        own_redis.pause()  # SIGSTOP: that reading waits
+        try:
+            await asyncio.sleep(0.1)
+            late = asyncio.create_task(relay.queue_position("m2", "slow", max_age=0.05))
+            await asyncio.sleep(0.4)  # far older than two intervals by the time Redis answers
+        finally:
+            own_redis.resume()
+        assert await asyncio.wait_for(late, 5) == QueuePosition(2, 2)
