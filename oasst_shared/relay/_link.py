@@ -99,6 +99,24 @@ def bulk(b: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(b), b)
 
 
+def _fate_unknown(
+    exc: BaseException,
+    *,
+    key: str | None,
+    op: str,
+    on_unknown: Callable[[BaseException], RelayError] | None,
+) -> RelayError:
+    """The error of a command whose reply was lost (``exc``) after it was sent: ``on_unknown``'s,
+    or ``RelayPublishError`` (maybe applied, never resent)."""
+    if on_unknown is not None:
+        return on_unknown(exc)
+    return RelayPublishError(
+        f"the round trip failed after the command was sent ({exc}): it may have been applied; not resent",
+        key=key,
+        operation=op,
+    )
+
+
 _DEMOTED: Final = "The previous master is now a slave"
 """What redis-py's Sentinel-managed connection raises (as a ConnectionError) for a READONLY reply."""
 
@@ -333,14 +351,7 @@ class Link:
                     if idempotent and attempts.fits():
                         await attempts.pause()
                         continue
-                    if on_unknown is not None:
-                        raise on_unknown(exc) from exc
-                    raise RelayPublishError(
-                        f"the round trip failed after the command was sent ({exc}): it may have been "
-                        "applied; not resent",
-                        key=key,
-                        operation=op,
-                    ) from exc
+                    raise _fate_unknown(exc, key=key, op=op, on_unknown=on_unknown) from exc
 
     async def _asking(
         self,
@@ -370,14 +381,7 @@ class Link:
                     return False, None
                 raise response_error(again, key=key, op=op) from again  # (NOSCRIPT: the caller's)
             except NETWORK_ERRORS as lost:
-                if on_unknown is not None:
-                    raise on_unknown(lost) from lost
-                raise RelayPublishError(
-                    f"the round trip failed after the command was sent ({lost}): it may have been "
-                    "applied; not resent",
-                    key=key,
-                    operation=op,
-                ) from lost
+                raise _fate_unknown(lost, key=key, op=op, on_unknown=on_unknown) from lost
         finally:
             await conn.disconnect(nowait=True)
 

@@ -65,6 +65,19 @@ def judge(got: list[inference.WorkerResponse], tokens: int, completed: bool, out
         outcome.holes_before_error += 1
 
 
+async def read_and_judge(relay: Relay, mid: str, tokens: int, timeout: float, outcome: Outcome) -> None:
+    """Read ``mid``'s stream to its end and judge it into ``outcome`` (an error ends it typed)."""
+    got: list[inference.WorkerResponse] = []
+    try:
+        async for item in relay.stream(mid, timeout=timeout):
+            got.append(item)
+    except RelayError as exc:
+        outcome.ended_with[type(exc).__name__] += 1
+        judge(got, tokens, False, outcome)
+        return
+    judge(got, tokens, True, outcome)
+
+
 async def run_streams(
     relay: Relay,
     *,
@@ -87,15 +100,7 @@ async def run_streams(
     marks = [int(total * (i + 1) / (len(faults) + 1)) for i in range(len(faults))]
 
     async def consume(mid: str) -> None:
-        got: list[inference.WorkerResponse] = []
-        try:
-            async for item in relay.stream(mid, timeout=stream_timeout):
-                got.append(item)
-        except RelayError as exc:
-            outcome.ended_with[type(exc).__name__] += 1
-            judge(got, tokens, False, outcome)
-            return
-        judge(got, tokens, True, outcome)
+        await read_and_judge(relay, mid, tokens, stream_timeout, outcome)
 
     async def produce(j: int) -> None:
         nonlocal published, producing
@@ -164,16 +169,7 @@ async def cluster_failover(
         published = 0
 
         async def consume(mid: str) -> None:
-            got: list[inference.WorkerResponse] = []
-            outcome = affected if mid in on_victim else spared
-            try:
-                async for item in reader.stream(mid, timeout=20):
-                    got.append(item)
-            except RelayError as exc:
-                outcome.ended_with[type(exc).__name__] += 1
-                judge(got, tokens, False, outcome)
-                return
-            judge(got, tokens, True, outcome)
+            await read_and_judge(reader, mid, tokens, 20, affected if mid in on_victim else spared)
 
         async def produce(mid: str) -> None:
             nonlocal published
