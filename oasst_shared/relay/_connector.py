@@ -4,8 +4,11 @@ Redis Cluster slot: ``_cluster.ShardConnector``), and whether the relay is still
 
 from __future__ import annotations
 
+import inspect
+
 import redis.asyncio as aioredis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import AbstractConnection, Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
@@ -22,14 +25,24 @@ class Connector:
 
     def __init__(
         self,
-        redis_or_url: aioredis.Redis | str,
+        redis_or_url: aioredis.Redis | RedisCluster | str,
         *,
         connect_timeout: float,
         command_timeout: float,
         retry_timeout: float,
     ) -> None:
-        pool: aioredis.ConnectionPool
-        if isinstance(redis_or_url, str) and redis_or_url.startswith(SENTINEL_SCHEME + "://"):
+        pool: aioredis.ConnectionPool | None = None
+        self.startup: list[tuple[str, int]] = []
+        """A cluster client's startup nodes (empty for anything else)."""
+        if isinstance(redis_or_url, RedisCluster):
+            # its nodes' connection settings (ClusterNode passes these to each connection)
+            manager = redis_or_url.nodes_manager
+            raw = dict(manager.connection_kwargs)
+            self.connection_class: type[AbstractConnection] = raw.pop("connection_class", Connection)
+            accepted = _init_parameters(self.connection_class)
+            settings = {k: v for k, v in raw.items() if k in accepted}
+            self.startup = [(node.host, int(node.port)) for node in manager.startup_nodes.values()]
+        elif isinstance(redis_or_url, str) and redis_or_url.startswith(SENTINEL_SCHEME + "://"):
             pool = sentinel_pool(
                 redis_or_url, connect_timeout=connect_timeout, command_timeout=command_timeout
             )
@@ -39,14 +52,15 @@ class Connector:
             pool = redis_or_url.connection_pool
         else:
             raise TypeError(
-                f"Relay needs a redis.asyncio.Redis client or a URL, got {type(redis_or_url).__name__}"
+                "Relay needs a redis.asyncio.Redis or redis.asyncio.cluster.RedisCluster client or a "
+                f"URL, got {type(redis_or_url).__name__}"
             )
         self._pool = pool  # a Sentinel-managed pool's connections refer to it (weakly)
-        self.connection_class: type[AbstractConnection] = pool.connection_class
+        if pool is not None:
+            self.connection_class = pool.connection_class
+            settings = dict(pool.connection_kwargs)
         kwargs = {
-            k: v
-            for k, v in pool.connection_kwargs.items()
-            if not k.startswith(("maint_notifications", "oss_cluster"))
+            k: v for k, v in settings.items() if not k.startswith(("maint_notifications", "oss_cluster"))
         }
         kwargs.update(
             retry=Retry(NoBackoff(), 0),
@@ -102,6 +116,16 @@ class Connector:
         """Whether ``exc`` is a cluster's answer that the command was not run here (``MOVED``,
         ``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``) and may be sent again after a pause."""
         return False
+
+
+def _init_parameters(cls: type) -> set[str]:
+    """The keyword arguments the ``__init__`` methods of ``cls`` and its bases name."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names.update(inspect.signature(init).parameters)
+    return names - {"self", "args", "kwargs"}
 
 
 class ConnectorState:

@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator
 from typing import Any, Final, Literal, overload
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from oasst_shared import codec
 from oasst_shared.codec import FrameDecodeError
@@ -65,7 +66,8 @@ class Relay:
 
     ``redis_or_url`` is a ``redis.asyncio.Redis`` client (its connection settings are used;
     the relay opens its own connections, so the client's retry policy never resends a
-    relay write; a Sentinel-managed client's connections follow its master) or a URL
+    relay write; a Sentinel-managed client's connections follow its master), a
+    ``redis.asyncio.cluster.RedisCluster`` client (its startup nodes and connection settings) or a URL
     (``redis://``, ``rediss://``, ``unix://``, or
     ``redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db]``). A
     ``redis://`` URL (or client) may name any node of a Redis Cluster, and
@@ -107,7 +109,7 @@ class Relay:
 
     def __init__(
         self,
-        redis_or_url: aioredis.Redis | str,
+        redis_or_url: aioredis.Redis | RedisCluster | str,
         *,
         message_queue_expire: int = DEFAULT_MESSAGE_QUEUE_EXPIRE,
         work_queue_max_size: int | None = DEFAULT_WORK_QUEUE_MAX_SIZE,
@@ -133,6 +135,8 @@ class Relay:
             command_timeout=command_timeout,
             retry_timeout=retry_timeout,
         )
+        if connector.startup:  # a cluster client
+            startup, cluster = connector.startup, True
         if not startup:
             host, port = connector.kwargs.get("host"), connector.kwargs.get("port")
             if isinstance(host, str) and isinstance(port, int) and "path" not in connector.kwargs:

@@ -302,3 +302,30 @@ async def test_two_processes_one_publishing_one_reading(redis_cluster: ClusterSe
         ids = [r.token_id for r in got if isinstance(r, inference.TokenResponse)]
         assert ids == list(range(tokens)), (s, ids[:10])
         assert isinstance(got[-1], inference.GeneratedTextResponse) and len(got) == tokens + 1
+
+
+async def test_a_redis_cluster_client_is_taken_for_its_nodes_and_settings(redis_cluster: ClusterSet) -> None:
+    """``Relay(RedisCluster(...))``: its startup nodes and connection settings (a client name here,
+    on a client that decodes responses), without the client's own retries or decoding."""
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    first = redis_cluster.masters()[0]
+    client = RedisCluster(
+        startup_nodes=[ClusterNode("127.0.0.1", first.port or 0)], decode_responses=True, client_name="mine"
+    )
+    try:
+        async with Relay(client) as relay:
+            assert relay.cluster is True  # a cluster client: known without asking
+            mid = _mid("client")
+            await relay.publish(mid, token(0))
+            await relay.publish(mid, final())
+            assert [m async for m in relay.stream(mid, timeout=10)] == [token(0), final()]
+            names = [
+                line
+                for node in redis_cluster.masters()
+                for line in redis_cluster.command(node, "CLIENT", "LIST").decode().splitlines()
+                if "name=mine" in line
+            ]
+            assert names  # its connections carry the client's settings
+    finally:
+        await client.aclose()
