@@ -95,7 +95,10 @@ class Shards:
         checked now and held until it is)."""
         shards = self.all
         if shards is not None:
-            (shards[0] if len(shards) == 1 else self.of(message_id)).commit.enqueue(message_id, frame, owner)
+            if len(shards) == 1:
+                shards[0].commit.enqueue(message_id, frame, owner)
+            else:  # (the id checked before it picks a shard)
+                self.of(check_id("message_id", message_id)).commit.enqueue(message_id, frame, owner)
             return
         check_id("message_id", message_id)
         self.connector.check_open("publish", message_queue_key(message_id))

@@ -329,3 +329,15 @@ async def test_a_redis_cluster_client_is_taken_for_its_nodes_and_settings(redis_
             assert names  # its connections carry the client's settings
     finally:
         await client.aclose()
+
+
+async def test_a_bad_id_is_a_value_error_naming_it_on_a_cluster_too(redis_cluster: ClusterSet) -> None:
+    async with Relay(redis_cluster.url) as relay:
+        await relay.connect()
+        for bad in ("", "\ud800", 7):
+            with pytest.raises(ValueError, match="message_id"):
+                await relay.publish(bad, token(0))  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match="message_id"):
+                relay.publisher().send(bad, token(0))  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match="compat_hash"):
+                await relay.enqueue_work(bad, "m")  # type: ignore[arg-type]
