@@ -2,9 +2,10 @@
 which one a message or a work queue belongs to, and the first connection that decides which.
 
 The key layout depends on whether the URL names a single Redis or a Cluster node, and a plain
-``redis://`` URL does not say: the relay asks (``INFO cluster``) on its first use. Frames sent
-with ``Publisher.send`` before that answer wait here, in order, and join their shards' group
-commits as soon as it comes (or fail with its error).
+``redis://`` URL does not say: the relay asks (``INFO cluster``) on its first use. On a cluster
+it also checks that the cluster's other relays use its number of shards (``_check_layout``).
+Frames sent with ``Publisher.send`` before that is done wait here, in order, and join their
+shards' group commits as soon as it is (or fail with its error).
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from typing import Final
 from redis.crc import key_slot
 from redis.exceptions import AuthenticationError, BusyLoadingError, RedisError
 
-from oasst_shared.relay._cluster import ShardConnector, Topology, cluster_tags
+from oasst_shared.relay._cluster import ShardConnector, Topology, cluster_tags, shard_of
 from oasst_shared.relay._commit import Batch, Frame, Owner, Tally, checked_frame
 from oasst_shared.relay._connector import Connector
 from oasst_shared.relay._errors import RelayConnectionError, RelayError, readdressed
 from oasst_shared.relay._keys import REFERENCE_KEYS, KeyLayout, check_id, message_queue_key
-from oasst_shared.relay._link import BACKOFF, NETWORK_ERRORS
+from oasst_shared.relay._link import BACKOFF, NETWORK_ERRORS, reply_int
 from oasst_shared.relay._server import cluster_mode
 from oasst_shared.relay._shard import Shard, ShardSettings
 from oasst_shared.schemas import inference
@@ -31,6 +32,13 @@ from oasst_shared.schemas import inference
 __all__ = ["Shards"]
 
 SETUP_OP: Final = "first connection: INFO cluster"
+LAYOUT: Final = """
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.pcall('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+"""
+"""The cluster's ``cluster_shards``, recorded by the first relay (a refused write: not recorded)."""
 
 
 class Shards:
@@ -53,22 +61,38 @@ class Shards:
         self.all: list[Shard] | None = None
         """The shards, once the layout is known."""
         self.cluster = cluster
+        """True on a Redis Cluster, False on a single Redis, None until known."""
         self._early: list[tuple[str, bytes, Owner]] = []
         self._setup: asyncio.Task[None] | None = None
-        if cluster is not None:
-            self._build(cluster)
+        if cluster is False:
+            self.all = [Shard(connector, REFERENCE_KEYS, settings)]
 
-    def _build(self, cluster: bool) -> None:
-        self.cluster = cluster
-        if not cluster:
-            self.all = [Shard(self.connector, REFERENCE_KEYS, self.settings)]
-            return
+    def _cluster_shards(self) -> list[Shard]:
         topology = Topology(self.connector, self._startup)
-        self.all = [
+        return [
             Shard(ShardConnector(self.connector, topology, slot), KeyLayout(tag), self.settings)
             for tag in cluster_tags(self._count)
             for slot in (key_slot(tag[1:-1].encode()),)
         ]
+
+    async def _check_layout(self, first: Shard) -> None:
+        """Every relay on a cluster must spread its keys over the same shards: the first to
+        connect records its ``cluster_shards`` (``relay:cluster_shards:{tag}``, in the first
+        shard's slot, never expiring), and a relay with another count is refused, rather than
+        publish where no reader of the others looks."""
+        key = f"relay:cluster_shards:{first.keys.tag}"
+        op = f"{SETUP_OP} (cluster_shards)"
+        reply = await first.links[1].call(
+            ["EVAL", LAYOUT, 1, key, self._count], op=op, key=key, idempotent=True
+        )
+        if reply_int(reply, op=op, key=key) != self._count:
+            raise RelayError(
+                f"the relays on this cluster spread their keys over {reply_int(reply, op=op, key=key)} "
+                f"shards, and this one over {self._count}: every process must use the same "
+                f"cluster_shards (to change it, stop them all and delete {key})",
+                key=key,
+                operation=op,
+            )
 
     # ------------------------------------------------------------------ routing
 
@@ -143,9 +167,15 @@ class Shards:
         return self._setup
 
     async def _detect(self) -> None:
+        candidates: list[Shard] = []
         try:
-            cluster = await self._ask()
+            cluster = self.cluster if self.cluster is not None else await self._ask()
+            if cluster:
+                candidates = self._cluster_shards()
+                await self._check_layout(candidates[0])
         except BaseException as exc:
+            if candidates:
+                await candidates[0].links[1].close()
             early, self._early = self._early, []
             if early:
                 err = (
@@ -157,14 +187,21 @@ class Shards:
                 )
                 batch = Batch()
                 for message_id, data, owner in early:
-                    batch.add(message_queue_key(message_id).encode(), data, owner)
+                    batch.add(self._key_of(message_id).encode(), data, owner)
                 batch.fail(readdressed(err, None, f"publish ({SETUP_OP})"))
             raise
-        self._build(cluster)
+        self.cluster = cluster
+        self.all = candidates or [Shard(self.connector, REFERENCE_KEYS, self.settings)]
         early, self._early = self._early, []
         for message_id, data, owner in early:  # in order, before any frame sent after them
             shard = self.of(message_id)
             shard.commit.add(shard.keys.message(message_id).encode(), data, owner)
+
+    def _key_of(self, message_id: str) -> str:
+        """A message's queue key before the shards exist (for the errors of frames that waited)."""
+        if not self.cluster:
+            return message_queue_key(message_id)
+        return KeyLayout(cluster_tags(self._count)[shard_of(message_id, self._count)]).message(message_id)
 
     async def _ask(self) -> bool:
         """Whether the URL's server is a Redis Cluster node."""

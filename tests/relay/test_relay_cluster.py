@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from oasst_shared.relay import Relay, RelayConnectionError
+from oasst_shared.relay import Relay, RelayConnectionError, RelayError
 from oasst_shared.relay._cluster import SLOTS, cluster_tags, shard_of
 from oasst_shared.schemas import inference
 from tests.relay.helpers import final, token, token_frame
@@ -341,3 +341,21 @@ async def test_a_bad_id_is_a_value_error_naming_it_on_a_cluster_too(redis_cluste
                 relay.publisher().send(bad, token(0))  # type: ignore[arg-type]
             with pytest.raises(ValueError, match="compat_hash"):
                 await relay.enqueue_work(bad, "m")  # type: ignore[arg-type]
+
+
+async def test_a_relay_with_another_number_of_shards_is_refused(redis_cluster: ClusterSet) -> None:
+    """Relays that disagree on ``cluster_shards`` would put a message's frames where the other
+    relays never read: the first records the number, another is refused saying so."""
+    async with Relay(redis_cluster.url) as relay:
+        await relay.connect()  # (the default, 24: recorded by the first relay on this cluster)
+    async with Relay(redis_cluster.url, cluster_shards=16) as other:
+        with pytest.raises(RelayError, match="over 24 shards, and this one over 16") as info:
+            await other.connect()
+        assert "relay:cluster_shards:" in str(info.value)
+        pub = other.publisher()
+        pub.send("m", token(0))
+        with pytest.raises(RelayError, match="every process must use the same cluster_shards"):
+            await pub.flush()
+        with pytest.raises(RelayError, match="cluster_shards"):
+            async for _ in other.stream("m", timeout=5):
+                pass
