@@ -155,17 +155,20 @@ class _PositionPoller:
         self._max_age = max_age
         self._asked: dict[tuple[str, str], float] = {}  # (message id, compat hash) -> last asked
         self._readings: dict[tuple[str, str], QueuePosition] = {}
+        self._read_at = -float("inf")  # when the readings' MGET was sent
         self._next: asyncio.Future[None] | None = None  # the next reading's outcome
         self._task: asyncio.Task[None] | None = None
 
     async def get(self, message_id: str, compat_hash: str) -> QueuePosition:
         key = (message_id, compat_hash)
         loop = asyncio.get_running_loop()
+        asked = time.monotonic()
         while True:
             self._asked[key] = time.monotonic()
             reading = self._readings.get(key)
-            if reading is not None:
-                return reading
+            fresh = self._read_at >= asked or time.monotonic() - self._read_at <= self._max_age
+            if reading is not None and fresh:
+                return reading  # (else the next reading: at most max_age old, or made since asked)
             if self._next is None or self._next.done():
                 self._next = loop.create_future()
             waiter = self._next
@@ -190,6 +193,7 @@ class _PositionPoller:
             read_started = time.monotonic()
             try:
                 self._readings = await self._read(list(self._asked))
+                self._read_at = read_started
             except RelayError as exc:
                 self._readings = {}
                 if waiter is not None and not waiter.done():
