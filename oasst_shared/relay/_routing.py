@@ -85,9 +85,10 @@ class Shards:
         reply = await first.links[1].call(
             ["EVAL", LAYOUT, 1, key, self._count], op=op, key=key, idempotent=True
         )
-        if reply_int(reply, op=op, key=key) != self._count:
+        recorded = reply_int(reply, op=op, key=key)
+        if recorded != self._count:
             raise RelayError(
-                f"the relays on this cluster spread their keys over {reply_int(reply, op=op, key=key)} "
+                f"the relays on this cluster spread their keys over {recorded} "
                 f"shards, and this one over {self._count}: every process must use the same "
                 f"cluster_shards (to change it, stop them all and delete {key})",
                 key=key,

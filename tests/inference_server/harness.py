@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -441,6 +442,26 @@ class ChatApi:
             ) as response,
         ):
             yield Stream(response)
+
+    def read_when_all_pending(
+        self, exchanges: list[Exchange], then: Callable[[], T], *, timeout: float = 20
+    ) -> tuple[list[ChatStreamResult], T]:
+        """A browser per exchange, each reading its assistant message's events; once every one has
+        seen its first ``pending`` event, ``then()`` (say, start a worker); then each stream to its
+        end. The streams' results, in the exchanges' order, and what ``then`` returned."""
+        ready = threading.Barrier(len(exchanges) + 1, timeout=15)
+
+        def browse(ex: Exchange) -> ChatStreamResult:
+            with self.events(ex.chat_id, ex.message_id) as stream:
+                stream.until(lambda e: e.kind == "pending")
+                ready.wait()
+                return stream.rest()
+
+        with ThreadPoolExecutor(len(exchanges)) as pool:
+            futures = [pool.submit(browse, ex) for ex in exchanges]
+            ready.wait()
+            outcome = then()
+            return [f.result(timeout=timeout) for f in futures], outcome
 
 
 @dataclass

@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
-from tests.inference_server.browser import ChatStreamResult
 from tests.inference_server.conftest import MakeWorker
 from tests.inference_server.harness import COMPAT_HASH, AppProcess, ChatApi, Metrics, wait_until
+from tests.inference_server.worker import Worker
 
 TOKENS = "oasst_tokens_relayed_total"
 TTFT = "oasst_time_to_first_token_seconds"
@@ -62,20 +59,14 @@ def test_metrics_match_the_traffic(app: AppProcess, api: ChatApi, make_worker: M
     refused.wait_closed()
     assert api.metrics().value(WORKERS) == 0  # a refused worker is never counted
 
-    ready = threading.Barrier(chats + 1, timeout=15)
+    open_streams: list[float] = []
 
-    def browse(i: int) -> ChatStreamResult:
-        with api.events(exchanges[i].chat_id, exchanges[i].message_id) as stream:
-            stream.until(lambda e: e.kind == "pending")
-            ready.wait()
-            return stream.rest()
+    def when_all_pending() -> Worker:
+        open_streams.append(api.metrics().value(OPEN_STREAMS))
+        return make_worker(app.url, tokens=tokens_each, max_parallel_requests=chats)
 
-    with ThreadPoolExecutor(chats) as pool:
-        futures = [pool.submit(browse, i) for i in range(chats)]
-        ready.wait()
-        assert api.metrics().value(OPEN_STREAMS) == chats
-        worker = make_worker(app.url, tokens=tokens_each, max_parallel_requests=chats)
-        results = [f.result(timeout=20) for f in futures]
+    results, worker = api.read_when_all_pending(exchanges, when_all_pending)
+    assert open_streams == [chats]
     assert all(r.final is not None and r.final.kind == "message" for r in results), [
         r.kinds() for r in results
     ]

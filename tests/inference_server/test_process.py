@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from tests.inference_server.browser import ChatStreamResult
 from tests.inference_server.conftest import MakeWorker, StartApp
 from tests.inference_server.harness import API_KEYS, AppProcess, ChatApi, Metrics, wait_until
 from tests.support.specs import REPO_ROOT
@@ -113,19 +110,9 @@ def test_workers_option_runs_processes_whose_metrics_add_up(
     try:
         chats, tokens_each = 4, 5
         exchanges = [api.exchange(f"multi{i}") for i in range(chats)]
-        ready = threading.Barrier(chats + 1, timeout=15)
-
-        def browse(i: int) -> ChatStreamResult:
-            with api.events(exchanges[i].chat_id, exchanges[i].message_id) as stream:
-                stream.until(lambda e: e.kind == "pending")
-                ready.wait()
-                return stream.rest()
-
-        with ThreadPoolExecutor(chats) as pool:
-            futures = [pool.submit(browse, i) for i in range(chats)]
-            ready.wait()
-            worker = make_worker(app.url, tokens=tokens_each, max_parallel_requests=2)
-            results = [f.result(timeout=20) for f in futures]
+        results, worker = api.read_when_all_pending(
+            exchanges, lambda: make_worker(app.url, tokens=tokens_each, max_parallel_requests=2)
+        )
         for i, result in enumerate(results):
             assert result.tokens == [f"multi{i}#{n} " for n in range(tokens_each)], (i, result.kinds())
         total = chats * tokens_each
