@@ -4,7 +4,9 @@ Redis Cluster slot: ``_cluster.ShardConnector``), and whether the relay is still
 
 from __future__ import annotations
 
+import importlib
 import inspect
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -68,6 +70,7 @@ class Connector:
             protocol=2,
             socket_connect_timeout=connect_timeout,
         )
+        _share_driver_info(kwargs, self.connection_class)
         self.kwargs = kwargs
         self.command_timeout = command_timeout
         """Longest wait for a non-blocking command's reply."""
@@ -116,6 +119,23 @@ class Connector:
         """Whether ``exc`` is a cluster's answer that the command was not run here (``MOVED``,
         ``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``) and may be sent again after a pause."""
         return False
+
+
+def _share_driver_info(kwargs: dict[str, Any], connection_class: type) -> None:
+    """Give every connection one ``DriverInfo`` (what ``CLIENT SETINFO`` sends), made once.
+
+    A pool made from a URL has none in its settings, and redis-py 8 then builds one per
+    connection, reading the installed package's metadata from disk each time (about a
+    millisecond: a worker's first ``dequeue_work`` connects). redis-py < 8 has no ``DriverInfo``
+    and reads its version once, at import."""
+    if {"driver_info", "lib_name", "lib_version"} & kwargs.keys():
+        return  # the caller's client chose
+    try:
+        module = importlib.import_module("redis.driver_info")
+    except ImportError:
+        return
+    if "driver_info" in _init_parameters(connection_class):
+        kwargs["driver_info"] = module.DriverInfo()
 
 
 def _init_parameters(cls: type) -> set[str]:

@@ -76,3 +76,24 @@ async def test_an_unreachable_redis_fails_the_early_frames_with_its_error() -> N
         assert pub.in_flight == 0
         with pytest.raises(RelayConnectionError):  # and the next call asks again
             await relay.connect()
+
+
+async def test_connections_share_one_driver_info(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py 8 builds the ``CLIENT SETINFO`` metadata per connection from the package's
+    metadata on disk unless the pool has it: a relay made from a URL reads it once, not once per
+    connection (each dequeue waiting at once opens one)."""
+    import redis.utils
+
+    real = redis.utils.get_lib_version
+    reads: list[str] = []
+
+    def counted() -> str:
+        version = real()
+        reads.append(version)
+        return version
+
+    monkeypatch.setattr(redis.utils, "get_lib_version", counted)
+    async with Relay(redis_url) as relay:
+        waits = [relay.dequeue_work(f"setinfo-{i}", timeout=0.1) for i in range(8)]
+        assert await asyncio.gather(*waits) == [None] * 8
+    assert len(reads) <= 1, f"redis-py's version was read {len(reads)} times for one relay"
