@@ -1,7 +1,7 @@
 """The example inference server (``examples/inference_server``) as the measured process.
 
 ``python -m benchmarks.server_path.server asgi-app REDIS_URL`` serves ``create_app`` on uvicorn
-(the same protocols as ``asgi.py``: ``websockets-sansio``, ``h11``) with one route added,
+(on the same stack as ``asgi.py``: ``OASST_BENCH_UVICORN``) with one route added,
 ``GET /stats`` (this process's CPU time and GC pauses, as every variant has), and prints
 ``PORT <n>`` once ready. ``app_load.py`` drives it through the app's own endpoints.
 """
@@ -13,6 +13,7 @@ import contextlib
 import time
 from typing import Any
 
+from benchmarks.server_path.asgi import uvicorn_protocols
 from benchmarks.server_path.server import GC_PAUSES
 
 
@@ -35,8 +36,7 @@ async def serve(redis_url: str, port: int = 0) -> None:
         app,
         host="127.0.0.1",
         port=port,
-        ws="websockets-sansio",
-        http="h11",
+        **uvicorn_protocols(),
         log_level="warning",
         backlog=4096,
         timeout_graceful_shutdown=2,

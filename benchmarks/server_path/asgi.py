@@ -3,20 +3,56 @@
 ``python -m benchmarks.server_path.server asgi-<variant> REDIS_URL`` serves the variant's
 handlers (``server.VARIANTS``) through an ASGI app on uvicorn, as the reference inference server
 does (FastAPI on uvicorn): the worker websocket through uvicorn's ``websockets-sansio`` protocol, the
-event stream as a ``StreamingResponse`` (HTTP/1.1 chunked, uvicorn's ``h11`` protocol, since
-``httptools`` is not installed here). A variant's stream handler writes into a queue that the
-response's body iterator drains, all that is ready at once.
+event stream as a ``StreamingResponse`` (HTTP/1.1 chunked). By default on the stack the reference
+deploys (its ``fastapi[all]`` brings ``uvicorn[standard]``: uvloop, httptools), or with
+``OASST_BENCH_UVICORN=plain`` on asyncio's loop and ``h11`` (``STACKS``). A variant's stream
+handler writes into a queue that the response's body iterator drains, all that is ready at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from benchmarks.server_path.server import GC_PAUSES, VARIANTS, freeze_start_up_heap
+
+STACKS: dict[str, dict[str, str]] = {
+    # what the reference deploys (fastapi[all] brings uvicorn[standard]) and uvicorn's "auto" picks
+    "standard": {"loop": "uvloop", "http": "httptools", "ws": "websockets-sansio"},
+    # uvicorn without its "standard" extra: the asyncio loop and the pure-Python HTTP parser
+    "plain": {"loop": "asyncio", "http": "h11", "ws": "websockets-sansio"},
+}
+"""The uvicorn stacks a run may measure (``OASST_BENCH_UVICORN``, default ``standard``)."""
+
+
+def uvicorn_stack() -> str:
+    """The stack of this run: ``OASST_BENCH_UVICORN`` (``standard`` or ``plain``)."""
+    name = os.environ.get("OASST_BENCH_UVICORN", "standard")
+    if name not in STACKS:
+        raise SystemExit(f"OASST_BENCH_UVICORN={name!r}: expected one of {', '.join(STACKS)}")
+    return name
+
+
+def uvicorn_protocols() -> dict[str, str]:
+    """``uvicorn.Config``'s ``http`` and ``ws`` for this run's stack."""
+    stack = STACKS[uvicorn_stack()]
+    return {"http": stack["http"], "ws": stack["ws"]}
+
+
+def run_on_stack(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``main()`` on the event loop of this run's stack (uvloop or asyncio's own)."""
+    if STACKS[uvicorn_stack()]["loop"] == "uvloop":
+        import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    else:
+        factory = asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
 
 
 async def serve(variant_name: str, redis_url: str, port: int = 0) -> None:
@@ -91,8 +127,7 @@ async def serve(variant_name: str, redis_url: str, port: int = 0) -> None:
         app,
         host="127.0.0.1",
         port=port,
-        ws="websockets-sansio",
-        http="h11",
+        **uvicorn_protocols(),
         log_level="warning",
         backlog=4096,
         timeout_graceful_shutdown=2,

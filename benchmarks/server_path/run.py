@@ -173,6 +173,7 @@ def run_benchmark(quick: bool = False, progress: bool = False) -> dict[str, Any]
             "python": platform.python_version(),
             "loadavg_before": os.getloadavg(),
             "nice": os.nice(0),
+            "uvicorn": _uvicorn_stack_label(),
         },
         "variants": {},
     }
@@ -223,6 +224,15 @@ def run_cluster(s: Settings, progress: bool) -> dict[str, Any]:
         with server_process("relay", cluster.url) as port:
             phases = run_load(port, port, cluster.url, s, s.short_phases, cpu_urls=urls)
     return {"masters": len(urls), "phases": {p["phase"]: p for p in phases}}
+
+
+def _uvicorn_stack_label() -> str:
+    """The uvicorn stack of this run (``asgi.STACKS``), for the report."""
+    from benchmarks.server_path.asgi import STACKS, uvicorn_stack
+
+    name = uvicorn_stack()
+    stack = STACKS[name]
+    return f"{stack['http']} + {stack['ws']}, {stack['loop']} (OASST_BENCH_UVICORN={name})"
 
 
 def _phase(results: dict[str, Any], variant: str, phase: str) -> dict[str, Any] | None:
@@ -329,10 +339,15 @@ def app_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             "met": ratio <= GOAL_APP_FLOOR_RATIO,
         }
     )
+    floor_sat = _phase(results, "asgi-floor", "flood")
     if app_sat and a_sat:
         app_cpu, a_cpu = app_sat["server_cpu_us_per_token"], a_sat["server_cpu_us_per_token"]
         ratio = a_cpu / app_cpu
         measured = f"{ratio:.1f}x ({a_cpu:.1f} vs {app_cpu:.1f} us)"
+        if floor_sat:
+            # the bound: a server that cost nothing above uvicorn + Starlette's own per-frame work
+            bound = a_cpu / floor_sat["server_cpu_us_per_token"]
+            measured += f"; the uvicorn floor itself: {bound:.1f}x"
     else:
         ratio, measured = math.nan, "not run"
     out.append(
@@ -518,6 +533,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Machine: {m['cpus']} CPUs, Python {m['python']}, niceness {m['nice']}, load average before "
         f"{m['loadavg_before'][0]:.2f}, after {m['loadavg_after'][0]:.2f}; "
+        f"the uvicorn rows on {m.get('uvicorn', 'h11 + websockets-sansio, asyncio')}; "
         f"run took {results['seconds']:.0f} s.",
     ]
     return "\n".join(lines)

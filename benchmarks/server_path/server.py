@@ -394,10 +394,11 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) == 2 and args[0] == "asgi-app":  # the example server (app.py)
         from benchmarks.server_path import app
+        from benchmarks.server_path.asgi import run_on_stack
         from benchmarks.server_path.load import raise_fd_limit
 
         raise_fd_limit()
-        asyncio.run(app.serve(args[1]))
+        run_on_stack(lambda: app.serve(args[1]))
         return
     name = args[0].removeprefix("asgi-") if args else ""
     if len(args) != 2 or name not in VARIANTS:
@@ -410,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
     if args[0].startswith("asgi-"):
         from benchmarks.server_path import asgi
 
-        asyncio.run(asgi.serve(name, args[1]))
+        asgi.run_on_stack(lambda: asgi.serve(name, args[1]))
     else:
         asyncio.run(serve(name, args[1]))
 

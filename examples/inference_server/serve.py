@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from examples.inference_server.settings import Settings
@@ -37,16 +38,24 @@ def _draining_server_class() -> Any:
         second SIGINT exits at once (a second SIGTERM is ignored while draining).
         """
 
-        def __init__(self, config: uvicorn.Config, drain_timeout: float, app: Any) -> None:
+        def __init__(
+            self, config: uvicorn.Config, drain_timeout: float, app: Any, on_started: Callable[[], None]
+        ) -> None:
             super().__init__(config)
             self.app = app
             self.drain_timeout = drain_timeout
+            self.on_started = on_started
             self._loop: asyncio.AbstractEventLoop | None = None
             self._draining = False
 
         async def serve(self, sockets: list[socket.socket] | None = None) -> None:
             self._loop = asyncio.get_running_loop()
             await super().serve(sockets=sockets)
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)  # (the lifespan ran: Redis answered)
+            if self.started:
+                self.on_started()
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             if self._loop is None or (self._draining and sig == signal.SIGINT) or self.should_exit:
@@ -90,10 +99,10 @@ def serve_process(  # noqa: PLR0917  (a Process target: positional arguments)
     from examples.inference_server.app import create_app
 
     app = create_app(settings)
+    # uvicorn's own choice of event loop, HTTP parser and websocket protocol: uvloop and httptools
+    # where installed (uvicorn[standard], as the reference deploys), else asyncio and h11
     config = uvicorn.Config(
         app,
-        ws="websockets-sansio",
-        http="h11",
         log_config=None,  # (logging is set up above)
         log_level=log_level,
         access_log=access_log,
@@ -101,16 +110,7 @@ def serve_process(  # noqa: PLR0917  (a Process target: positional arguments)
         timeout_graceful_shutdown=3,  # (after the drain: the streams' last events)
         backlog=4096,
     )
-    server = _draining_server_class()(config, drain_timeout, app)
-
-    async def run() -> None:
-        task = asyncio.ensure_future(server.serve(sockets=[sock]))
-        while not server.started and not task.done():
-            await asyncio.sleep(0.01)
-        if server.started:
-            ready.put(os.getpid())
-        await task
-
-    asyncio.run(run())
+    server = _draining_server_class()(config, drain_timeout, app, lambda: ready.put(os.getpid()))
+    server.run(sockets=[sock])  # on the event loop the config names
     if not server.started:
         sys.exit(3)
