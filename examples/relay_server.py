@@ -43,6 +43,13 @@ try:
     from oasst_shared.model_configs import ModelConfig
     from oasst_shared.relay import Publisher, Relay, RelayConnectionError, RelayDataLossError, RelayError
     from oasst_shared.schemas import inference
+    from oasst_shared.server import (  # the reference's chat events (the one definition of them)
+        ErrorResponseEvent,
+        MessageResponseEvent,
+        PendingResponseEvent,
+        PluginIntermediateResponseEvent,
+        TokenResponseEvent,
+    )
 except ImportError as exc:
     if __name__ != "__main__":
         raise
@@ -54,41 +61,6 @@ except ImportError as exc:
 log = logging.getLogger("relay_server")
 
 Send = Callable[[bytes], Awaitable[None]]
-
-# ----------------------------------------------------------------- the reference's SSE events
-
-
-class PendingResponseEvent(msgspec.Struct, tag_field="event_type", tag="pending"):
-    """Sent while the message waits in the work queue."""
-
-    queue_position: int
-    queue_size: int
-
-
-class TokenResponseEvent(msgspec.Struct, tag_field="event_type", tag="token"):
-    """One generated token's text."""
-
-    text: str
-
-
-class SafePromptResponseEvent(msgspec.Struct, tag_field="event_type", tag="safe_prompt"):
-    """The safety model rewrote the prompt."""
-
-    safe_prompt: str
-
-
-class ErrorResponseEvent(msgspec.Struct, tag_field="event_type", tag="error"):
-    """The message failed; the stream ends."""
-
-    error: str
-    message: inference.MessageRead | None = None
-
-
-class MessageResponseEvent(msgspec.Struct, tag_field="event_type", tag="message"):
-    """The finished message; the stream ends."""
-
-    message: inference.MessageRead
-
 
 # ---------------------------------------------------------------------- the database stand-in
 
@@ -331,7 +303,11 @@ async def _message_events(
                 if not started:
                     # one MGET per interval for every waiting chat of the relay, not one each
                     pos = await relay.queue_position(message_id, compat_hash, max_age=pending_interval)
-                    await send_event(codec.sse_frame(PendingResponseEvent(pos.position, pos.size)))
+                    await send_event(
+                        codec.sse_frame(
+                            PendingResponseEvent(queue_position=pos.position, queue_size=pos.size)
+                        )
+                    )
                 continue
             started, idle = True, 0.0
             for i, frame in enumerate(batch):
@@ -344,11 +320,17 @@ async def _message_events(
                     event = ErrorResponseEvent(error=response.error, message=response.message)
                 elif isinstance(response, inference.InternalFinishedMessageResponse):
                     event = MessageResponseEvent(message=response.message)
-                elif isinstance(response, inference.SafePromptResponse):
-                    event, last = SafePromptResponseEvent(safe_prompt=response.safe_prompt), False
-                elif isinstance(response, (inference.TokenResponse, inference.PluginIntermediateResponse)):
+                elif isinstance(response, inference.TokenResponse):
                     event, last = TokenResponseEvent(text=response.text), False
-                else:
+                elif isinstance(response, inference.PluginIntermediateResponse):
+                    event = PluginIntermediateResponseEvent(
+                        current_plugin_thought=response.current_plugin_thought,
+                        current_plugin_action_taken=response.current_plugin_action_taken,
+                        current_plugin_action_input=response.current_plugin_action_input,
+                        current_plugin_action_response=response.current_plugin_action_response,
+                    )
+                    last = False
+                else:  # safe_prompt (the reference stores it, it does not stream it), pong, ...
                     continue
                 if event is not None:
                     await send_event(codec.sse_frame(event))

@@ -110,6 +110,52 @@ async def test_frames_lost_in_a_redis_restart_end_the_chat_with_an_error_event(e
     assert got[-1]["event_type"] == "error" and "lost" in got[-1]["error"]
 
 
+async def test_plugin_steps_stream_as_plugin_events_and_a_safe_prompt_does_not(
+    example: ModuleType, redis_url: str
+) -> None:
+    """The website's parser shows ``plugin_intermediate`` events as plugin steps, not as text;
+    the reference stores a safe prompt rather than streaming it."""
+    message = example.MessageStore().create("chat")
+    frames: list[inference.WorkerResponse] = [
+        inference.PluginIntermediateResponse(
+            request_id="r",
+            current_plugin_thought="look it up",
+            current_plugin_action_taken="search",
+            current_plugin_action_input="weather",
+            current_plugin_action_response="sunny",
+        ),
+        inference.SafePromptResponse(
+            request_id="r",
+            safe_prompt="a safer prompt",
+            safety_parameters=inference.SafetyParameters(level=1),
+            safety_label="casual",
+            safety_rots="",
+        ),
+        inference.TokenResponse(request_id="r", text="sun", token_id=1),
+        inference.InternalFinishedMessageResponse(message=message),
+    ]
+    sent: list[bytes] = []
+
+    async def send_event(data: bytes) -> None:
+        sent.append(data)
+
+    async with Relay(redis_url) as relay:
+        for frame in frames:
+            await relay.publish(message.id, frame)
+        await example.message_events(relay, message.id, None, send_event, timeout=5)
+    events = events_of(sent)
+    assert events[0] == {
+        "event_type": "plugin_intermediate",
+        "current_plugin_thought": "look it up",
+        "current_plugin_action_taken": "search",
+        "current_plugin_action_input": "weather",
+        "current_plugin_action_response": "sunny",
+        "message": None,
+    }
+    assert events[1] == {"event_type": "token", "text": "sun"}
+    assert [e["event_type"] for e in events[2:]] == ["message"]
+
+
 async def test_worker_error_ends_the_stream_with_an_error_event(example: ModuleType, redis_url: str) -> None:
     store = example.MessageStore()
     async with Relay(redis_url) as relay:
