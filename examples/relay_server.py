@@ -12,7 +12,9 @@
 Both take plain callables (an async iterator of incoming websocket frames, an async ``send``),
 so any framework can wrap them: FastAPI's ``websocket.iter_bytes()`` / ``websocket.send_bytes``,
 an ``EventSourceResponse`` fed from a queue, etc. A :class:`MessageStore` stands in for the
-reference's database (start, complete and abort work on a message).
+reference's database (start, complete and abort work on a message). The event structs are
+``oasst_shared.server``'s (extra ``server``), whose ``message_event_chunks`` and
+``WorkerConnection`` are these handlers grown up: ``examples/inference_server`` uses them.
 
 Run the demo (K fake workers and K chats through a real Redis) with the project's venv
 (``make install`` builds it), from the repository root::
