@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from oasst_shared.relay import Relay, Subscription
 from oasst_shared.relay._reader import COLD_SLICE as _COLD_SLICE
 from tests.relay.helpers import final, token, token_frame
+from tests.relay.wire import HookedConnection, Hooks, hooked_client, is_drain
 
 pytestmark = pytest.mark.anyio
 
@@ -223,47 +224,39 @@ async def test_read_interval_is_checked(redis_url: str) -> None:
             Relay(redis_url, read_interval=bad)  # type: ignore[arg-type]
 
 
-async def test_a_stream_opened_while_the_reader_reconnects_is_read_at_once(
-    redis_url: str, plain: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+async def test_a_stream_opened_while_the_reader_checks_its_connection_is_read_at_once(
+    redis_url: str, plain: aioredis.Redis
 ) -> None:
-    """The reader decides to wait on its doorbell, then checks its connection, which may yield to
-    the event loop (redis-py < 8 does). A stream opened then finds the reader not yet blocked,
-    so it sends no ``CLIENT UNBLOCK``: the reader must see the new stream and run a round rather
-    than wait out its ``BLPOP`` (which nothing rings for frames pushed before the stream opened).
-    Here the yield is held open until the stream is opened, so the order is certain."""
-    from oasst_shared.relay import _link
+    """Once idle, the reader decides to wait on its doorbell, then checks its connection, which
+    may yield to the event loop (redis-py < 8's check does). A stream opened then finds the
+    reader not yet blocked, so it sends no ``CLIENT UNBLOCK``: the reader must see the new
+    stream and run a round rather than wait out its ``BLPOP`` (which nothing rings for frames
+    pushed before the stream opened). The connection seam holds the check that follows a drain
+    (an idle reader's next round is a wait) until the stream is open, so the order is certain."""
+    hooks = Hooks()
+    armed, held, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
-    async with Relay(redis_url) as relay:
-        idle = relay.subscribe("idle-before-the-race")
-        await idle.__aenter__()
-        await relay.connect()
-        shards = relay._shards.all
-        assert shards is not None
-        reader = shards[0].reader
-        loop = asyncio.get_running_loop()
-        held = asyncio.Event()
-        release = asyncio.Event()
-        real = _link.Link.connected
+    async def before_check(conn: HookedConnection) -> None:
+        if armed.is_set() and not release.is_set() and is_drain(conn.last_sent):
+            held.set()
+            await release.wait()  # the yield of a connection check, kept open
 
-        async def connected(self: _link.Link, **kwargs: object) -> object:
-            conn = await real(self, **kwargs)
-            about_to_wait = not (reader._fresh or reader._hot or reader._bell.rung) and (
-                loop.time() < reader._next_scan
-            )
-            if self.name == "reader" and about_to_wait and not release.is_set():
-                held.set()
-                await release.wait()  # the yield of a connection check, kept open
-            return conn
-
-        monkeypatch.setattr(_link.Link, "connected", connected)
-        await asyncio.wait_for(held.wait(), 5)  # the reader chose to wait and checks its connection
-        await plain.rpush("message:late", token_frame(0), token_frame(1))  # (no bell: no reader knew it)
-        async with relay.subscribe("late") as sub:
-            release.set()
-            t0 = loop.time()
-            got = await sub.next_batch(5)
-            waited = loop.time() - t0
-        await idle.__aexit__(None, None, None)
+    hooks.before_check = before_check
+    client = hooked_client(redis_url, hooks)
+    loop = asyncio.get_running_loop()
+    try:
+        async with Relay(client) as relay, relay.subscribe("idle-before-the-race"):
+            await asyncio.sleep(0.1)  # its first rounds
+            armed.set()
+            await asyncio.wait_for(held.wait(), 5)  # a drain ended; the reader checks its connection
+            await plain.rpush("message:late", token_frame(0), token_frame(1))  # (no reader knew it: no bell)
+            async with relay.subscribe("late") as sub:
+                release.set()
+                t0 = loop.time()
+                got = await sub.next_batch(5)
+                waited = loop.time() - t0
+    finally:
+        await client.aclose()
     assert got == [token_frame(0), token_frame(1)]
-    # a round at once, not the end of a doorbell wait (1 s) or the next scan (1 s)
+    # a round at once, not the end of the doorbell's BLPOP (1 s) or the next scan (1 s)
     assert waited < 0.5, f"the new stream's frames came after {waited:.2f} s"

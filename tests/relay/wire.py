@@ -21,6 +21,7 @@ from redis.asyncio.connection import Connection
 SendHook = Callable[["HookedConnection", bytes], Awaitable[bytes]]
 ReadHook = Callable[["HookedConnection"], Awaitable[None]]
 AfterReadHook = Callable[["HookedConnection", Any], Awaitable[None]]
+CheckHook = Callable[["HookedConnection"], Awaitable[None]]
 
 
 class Hooks:
@@ -30,6 +31,9 @@ class Hooks:
         self.before_send: SendHook | None = None  # may return the command changed, or raise
         self.before_read: ReadHook | None = None  # may raise (the reply is then never read)
         self.after_read: AfterReadHook | None = None  # sees the reply; may raise (it is then lost)
+        # the check of an idle connection before it is used again (may hold it: redis-py < 8's
+        # check yields to the event loop)
+        self.before_check: CheckHook | None = None
 
 
 class HookedConnection(Connection):
@@ -46,6 +50,18 @@ class HookedConnection(Connection):
             data = await self.hooks.before_send(self, data)
         self.last_sent = data
         await super().send_packed_command(data, check_health)
+
+    async def can_read_destructive(self) -> bool:
+        if self.hooks.before_check is not None:
+            await self.hooks.before_check(self)
+        return await super().can_read_destructive()
+
+    if hasattr(Connection, "can_read"):  # redis-py >= 8: the check the relay uses there
+
+        async def can_read(self, *args: Any, **kwargs: Any) -> bool:
+            if self.hooks.before_check is not None:
+                await self.hooks.before_check(self)
+            return bool(await super().can_read(*args, **kwargs))  # type: ignore[misc]
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         if self.hooks.before_read is not None:
