@@ -35,7 +35,7 @@ import msgspec
 from benchmarks.server_path import wire
 from benchmarks.server_path.load import (
     PHASE_TIMEOUT,
-    Dechunker,
+    EventStreamReader,
     Tally,
     _cpu_sample,
     _percentile,
@@ -111,54 +111,15 @@ def make_frames(chat: AppChat, request_id: str) -> None:
     chat.send_times = [0.0] * len(chat.tokens)
 
 
-class AppBrowser(asyncio.Protocol):
-    """One browser's event stream: skips pings and ``pending``, checks tokens and the message."""
+class AppBrowser(EventStreamReader):
+    """One browser of the app's event stream: skips ``pending``, checks tokens and the message."""
 
     def __init__(self, chat: AppChat, tally: Tally) -> None:
+        super().__init__(tally, f"chat {chat.index}")
         self.chat = chat
-        self.tally = tally
-        self.buf = b""
-        self.head = False
-        self.dechunk: Dechunker | None = None
-        self.head_seen: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.count = 0
-        self.finished = False
-        self.transport: Any = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        now = time.perf_counter()
-        if not self.head:
-            data = self.buf + data
-            end = data.find(b"\r\n\r\n")
-            if end < 0:
-                self.buf = data
-                return
-            if not data.startswith(b"HTTP/1.1 200"):
-                self.fail(f"bad response {data[:60]!r}")
-                return
-            self.head = True
-            self.head_seen.set_result(None)
-            if b"transfer-encoding: chunked" in data[:end].lower():
-                self.dechunk = Dechunker()
-            self.buf = b""
-            data = data[end + 4 :]
-        if self.dechunk is not None:
-            data = self.dechunk.feed(data)
-        buf = self.buf + data if self.buf else data
-        pos = 0
-        while (end := buf.find(b"\n\n", pos)) >= 0:
-            event = buf[pos:end]
-            pos = end + 2
-            if event.startswith(b":"):
-                continue  # a comment ping
-            if not event.startswith(b"data: "):
-                self.fail(f"not a data event: {event[:60]!r}")
-                return
-            self.on_event(_decode_event(event[6:]), now)
-        self.buf = buf[pos:]
+    def on_payload(self, payload: bytes, now: float) -> None:
+        self.on_event(_decode_event(payload), now)
 
     def on_event(self, ev: AppEvent, now: float) -> None:
         chat = self.chat
@@ -183,19 +144,6 @@ class AppBrowser(asyncio.Protocol):
             self.tally.finish()
         elif ev.event_type != "pending":
             self.tally.error(f"chat {chat.index}: unexpected {ev.event_type} {ev.error}")
-
-    def fail(self, text: str) -> None:
-        self.tally.error(f"chat {self.chat.index}: {text}")
-        if not self.head_seen.done():
-            self.head_seen.set_result(None)
-        if not self.finished:
-            self.finished = True
-            self.tally.finish()
-        self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.finished:
-            self.fail("connection closed before the final message")
 
 
 class AppWorker(asyncio.Protocol):

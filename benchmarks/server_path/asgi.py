@@ -57,10 +57,9 @@ def run_on_stack(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
 
 async def serve(variant_name: str, redis_url: str, port: int = 0) -> None:
     """Run uvicorn with the variant's handlers until SIGTERM; prints ``PORT <n>`` when ready."""
-    import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, StreamingResponse
+    from starlette.responses import StreamingResponse
     from starlette.routing import Route, WebSocketRoute
     from starlette.websockets import WebSocket
 
@@ -113,9 +112,6 @@ async def serve(variant_name: str, redis_url: str, port: int = 0) -> None:
             body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
 
-    async def stats(request: Request) -> JSONResponse:
-        return JSONResponse({"cpu": time.process_time(), **GC_PAUSES.take()})
-
     app = Starlette(
         routes=[
             WebSocketRoute("/work", work),
@@ -123,6 +119,25 @@ async def serve(variant_name: str, redis_url: str, port: int = 0) -> None:
             Route("/stats", stats),
         ]
     )
+    try:
+        await serve_app(app, port)
+    finally:
+        with contextlib.suppress(Exception):
+            await variant.stop()
+
+
+async def stats(request: Any) -> Any:
+    """``GET /stats``: this process's CPU time and GC pauses (what the load process reads)."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"cpu": time.process_time(), **GC_PAUSES.take()})
+
+
+async def serve_app(app: Any, port: int = 0) -> None:
+    """Serve ``app`` on uvicorn (this run's stack) on 127.0.0.1 until SIGTERM; prints
+    ``PORT <n>`` once it listens."""
+    import uvicorn
+
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -141,8 +156,5 @@ async def serve(variant_name: str, redis_url: str, port: int = 0) -> None:
         await asyncio.sleep(0.01)
     sockets: Any = server.servers[0].sockets
     print(f"PORT {sockets[0].getsockname()[1]}", flush=True)
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    finally:
-        with contextlib.suppress(Exception):
-            await variant.stop()

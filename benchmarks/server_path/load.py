@@ -169,12 +169,14 @@ class Dechunker:
         return b"".join(out)
 
 
-class Browser(asyncio.Protocol):
-    """One browser's event stream: checks order and completeness, records latencies."""
+class EventStreamReader(asyncio.Protocol):
+    """One browser's HTTP/1.1 event stream: the response head, chunked bodies, and each
+    ``data:`` event's payload handed to ``on_payload`` (comment pings skipped); records the
+    chat's first failure in ``tally`` under ``label``."""
 
-    def __init__(self, chat: Chat, tally: Tally) -> None:
-        self.chat = chat
+    def __init__(self, tally: Tally, label: str) -> None:
         self.tally = tally
+        self.label = label
         self.buf = b""
         self.head = False
         self.dechunk: Dechunker | None = None
@@ -210,11 +212,41 @@ class Browser(asyncio.Protocol):
         while (end := buf.find(b"\n\n", pos)) >= 0:
             event = buf[pos:end]
             pos = end + 2
+            if event.startswith(b":"):
+                continue  # a comment ping
             if not event.startswith(b"data: "):
                 self.fail(f"not a data event: {event[:60]!r}")
                 return
-            self.on_event(_decode_event(event[6:]), now)
+            self.on_payload(event[6:], now)
         self.buf = buf[pos:]
+
+    def on_payload(self, payload: bytes, now: float) -> None:
+        raise NotImplementedError
+
+    def fail(self, text: str) -> None:
+        self.tally.error(f"{self.label}: {text}")
+        if not self.head_seen.done():
+            self.head_seen.set_result(None)
+        if not self.finished:
+            self.finished = True
+            self.tally.finish()
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.finished:
+            self.fail("connection closed before the final message")
+
+
+class Browser(EventStreamReader):
+    """One browser of a variant's stream (the worker's frames as events): checks order and
+    completeness, records latencies."""
+
+    def __init__(self, chat: Chat, tally: Tally) -> None:
+        super().__init__(tally, chat.request_id)
+        self.chat = chat
+
+    def on_payload(self, payload: bytes, now: float) -> None:
+        self.on_event(_decode_event(payload), now)
 
     def on_event(self, ev: Event, now: float) -> None:
         chat = self.chat
@@ -242,19 +274,6 @@ class Browser(asyncio.Protocol):
             self.tally.finish()
         else:
             self.tally.error(f"{chat.request_id}: unexpected {ev.response_type}")
-
-    def fail(self, text: str) -> None:
-        self.tally.error(f"{self.chat.request_id}: {text}")
-        if not self.head_seen.done():
-            self.head_seen.set_result(None)
-        if not self.finished:
-            self.finished = True
-            self.tally.finish()
-        self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.finished:
-            self.fail("connection closed before the final message")
 
 
 class Worker(asyncio.Protocol):
