@@ -38,7 +38,7 @@ from benchmarks.server_path.load import (
     EventStreamReader,
     Tally,
     _cpu_sample,
-    _percentile,
+    phase_result,
     raise_fd_limit,
 )
 
@@ -302,45 +302,9 @@ async def run_phase(
     for b in browsers:
         b.transport.close()
 
-    total_tokens = chats * tokens
-    span = tally.last_receive - tally.first_receive
-    lat = sorted(tally.latencies)
-    server_cpu = [a - b for a, b in zip(after[0], before[0], strict=True)]
-    result: dict[str, Any] = {
-        "phase": phase,
-        "offered_tps": rate,
-        "chats": chats,
-        "tokens_per_chat": tokens,
-        "tokens": total_tokens,
-        "tokens_delivered_in_order": tally.tokens_ok,
-        "chats_complete": chats - tally.pending,
-        "errors": tally.error_count,
-        "error_samples": tally.errors,
-        "ok": tally.error_count == 0 and tally.tokens_ok == total_tokens,
-        "send_seconds": send_end - t0,
-        "wall_seconds": (tally.last_receive or time.perf_counter()) - t0,
-        "achieved_tps": (tally.tokens_ok - 1) / span if span > 0 else float("nan"),
-        "server_cpu_seconds": server_cpu,
-        "server_cpu_us_per_token": sum(server_cpu) / total_tokens * 1e6,
-        "server_gc_ms": [
-            (a["gc_seconds"] - b["gc_seconds"]) * 1e3 for a, b in zip(after[5], before[5], strict=True)
-        ],
-        "server_gc_longest_ms": [a["gc_longest"] * 1e3 for a in after[5]],
-        "server_gc_full": [a["gc_full"] - b["gc_full"] for a, b in zip(after[5], before[5], strict=True)],
-        "redis_cpu_us_per_token": (after[1] - before[1]) / total_tokens * 1e6,
-        "load_cpu_us_per_token": (after[2] - before[2]) / total_tokens * 1e6,
-        "others_cores": (
-            (after[3] - before[3]) - sum(server_cpu) - (after[1] - before[1]) - (after[2] - before[2])
-        )
-        / (after[4] - before[4]),
-    }
-    if rate is not None:
-        result.update(
-            latency_ms_p50=_percentile(lat, 0.50) * 1e3,
-            latency_ms_p90=_percentile(lat, 0.90) * 1e3,
-            latency_ms_p99=_percentile(lat, 0.99) * 1e3,
-            latency_ms_max=(lat[-1] if lat else float("nan")) * 1e3,
-        )
+    result = phase_result(
+        phase, rate, chats, tokens, tally=tally, t0=t0, send_end=send_end, before=before, after=after
+    )
     await asyncio.sleep(0.3)  # let both sides close before the next phase
     return result
 

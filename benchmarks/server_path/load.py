@@ -416,6 +416,59 @@ async def run_phase(
     for b in browsers:
         b.transport.close()
 
+    result = phase_result(
+        phase, rate, chats, tokens, tally=tally, t0=t0, send_end=send_end, before=before, after=after
+    )
+    await asyncio.sleep(0.2)  # let both sides close before the next phase
+    return result
+
+
+async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    import redis.asyncio
+
+    clients = [redis.asyncio.Redis.from_url(url) for url in args.redis]
+    stat_ports = sorted({args.worker_port, args.browser_port})
+    results = []
+    try:
+        for index, phase in enumerate(args.phase):
+            results.append(
+                await run_phase(
+                    index,
+                    phase,
+                    worker_port=args.worker_port,
+                    browser_port=args.browser_port,
+                    stat_ports=stat_ports,
+                    redis_clients=clients,
+                    chats=args.chats,
+                    tokens=args.tokens,
+                )
+            )
+    finally:
+        for client in clients:
+            await client.aclose()
+    return results
+
+
+def raise_fd_limit() -> None:
+    """Many sockets per process: lift the soft descriptor limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def phase_result(
+    phase: str,
+    rate: float | None,
+    chats: int,
+    tokens: int,
+    *,
+    tally: Tally,
+    t0: float,
+    send_end: float,
+    before: Any,
+    after: Any,
+) -> dict[str, Any]:
+    """One phase's figures from its tally and the CPU samples (``_cpu_sample``) around it."""
     total_tokens = chats * tokens
     wall = (tally.last_receive or time.perf_counter()) - t0
     span = tally.last_receive - tally.first_receive
@@ -464,41 +517,7 @@ async def run_phase(
             latency_ms_p99=_percentile(lat, 0.99) * 1e3,
             latency_ms_max=(lat[-1] if lat else float("nan")) * 1e3,
         )
-    await asyncio.sleep(0.2)  # let both sides close before the next phase
     return result
-
-
-async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    import redis.asyncio
-
-    clients = [redis.asyncio.Redis.from_url(url) for url in args.redis]
-    stat_ports = sorted({args.worker_port, args.browser_port})
-    results = []
-    try:
-        for index, phase in enumerate(args.phase):
-            results.append(
-                await run_phase(
-                    index,
-                    phase,
-                    worker_port=args.worker_port,
-                    browser_port=args.browser_port,
-                    stat_ports=stat_ports,
-                    redis_clients=clients,
-                    chats=args.chats,
-                    tokens=args.tokens,
-                )
-            )
-    finally:
-        for client in clients:
-            await client.aclose()
-    return results
-
-
-def raise_fd_limit() -> None:
-    """Many sockets per process: lift the soft descriptor limit to the hard one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def main(argv: list[str] | None = None) -> None:
