@@ -71,7 +71,7 @@ test-latest test-lowest: $(UV) $(STAMP)
 	$(UV) pip install -q --python .venv-$(RESOLUTION)/bin/python --resolution $(RESOLUTION) \
 		-e '.[$(subst $(EMPTY) $(EMPTY),$(COMMA),$(EXTRAS))]' --group dev
 	@$(UV) pip list --python .venv-$(RESOLUTION)/bin/python 2>/dev/null \
-		| grep -E -i '^(msgspec|orjson|pydantic|httpx|anyio|redis|hiredis) ' | tr -s ' ' | paste -sd, -
+		| grep -E -i '^(msgspec|orjson|pydantic|httpx|anyio|redis|hiredis|starlette|fastapi|uvicorn|uvloop|httptools|prometheus-client) ' | tr -s ' ' | paste -sd, -
 	$(MAKE) --no-print-directory check VENV=.venv-$(RESOLUTION)
 
 # The relay's tests, the docs' examples and the server path's correctness run on Debian's
