@@ -4,6 +4,7 @@ Redis Cluster slot: ``_cluster.ShardConnector``), and whether the relay is still
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from typing import Any
@@ -138,14 +139,15 @@ def _share_driver_info(kwargs: dict[str, Any], connection_class: type) -> None:
         kwargs["driver_info"] = module.DriverInfo()
 
 
-def _init_parameters(cls: type) -> set[str]:
+@functools.cache
+def _init_parameters(cls: type) -> frozenset[str]:
     """The keyword arguments the ``__init__`` methods of ``cls`` and its bases name."""
     names: set[str] = set()
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is not None:
             names.update(inspect.signature(init).parameters)
-    return names - {"self", "args", "kwargs"}
+    return frozenset(names - {"self", "args", "kwargs"})
 
 
 class ConnectorState:

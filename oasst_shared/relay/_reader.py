@@ -284,6 +284,8 @@ class Reader:
                 continue
             except RelayError:
                 return  # closed
+            if waiting and (self._fresh or self._hot or bell.rung):
+                continue  # a stream came as the connection was checked (no UNBLOCK yet): a round
             if link.generation != generation:
                 generation = link.generation
                 lost = self.health.loss(link.server, moved=link.moved)
@@ -398,8 +400,6 @@ class Reader:
 
     async def _wait_round(self, conn: AbstractConnection) -> None:
         """Block on the doorbell alone (``BLPOP``): the same cost with 20 open streams or 20,000."""
-        if self._fresh or self._hot or self._bell.rung:
-            return  # a stream came (or came back) while connecting: a round, not a wait (no unblock was sent)
         self._blocked = self._version
         try:
             await conn.send_packed_command(self._bell.wait_command(self._wait_timeout), check_health=False)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import zlib
 from typing import Final
 
 from redis.crc import key_slot
@@ -103,7 +102,7 @@ class Shards:
         assert shards is not None
         if len(shards) == 1:
             return shards[0]
-        return shards[zlib.crc32(name.encode()) % len(shards)]
+        return shards[shard_of(name, len(shards))]
 
     async def shard(self, name: str, key: str, op: str) -> Shard:
         """The shard of a message id or a compat hash, once the layout is known (an error in

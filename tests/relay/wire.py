@@ -61,7 +61,7 @@ class HookedConnection(Connection):
         async def can_read(self, *args: Any, **kwargs: Any) -> bool:
             if self.hooks.before_check is not None:
                 await self.hooks.before_check(self)
-            return bool(await super().can_read(*args, **kwargs))  # type: ignore[misc]
+            return bool(await super().can_read(*args, **kwargs))
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         if self.hooks.before_read is not None:
