@@ -7,7 +7,9 @@ its own (up to ``--parallel``), sending one text frame per token (``TokenRespons
 ``GeneratedTextResponse``, from several threads under one lock; answers pings with a
 ``PongResponse`` carrying its metrics. Its "model" builds the prompt as the reference's v2 prompt
 (every thread message's content) and answers with the words of the last prompter message,
-reversed, one token each, ``--delay`` seconds apart.
+reversed, one token each, ``--delay`` seconds apart. When the server is unreachable or drops
+the connection (it does when its Redis fails), it connects again ``--reconnect`` seconds later, as
+the reference's worker does.
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--parallel", type=int, default=4, help="max_parallel_requests (default 4)")
     parser.add_argument("--delay", type=float, default=0.02, help="seconds between two tokens (default 0.02)")
     parser.add_argument("--once", action="store_true", help="exit after one answer")
+    parser.add_argument(
+        "--reconnect",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="when the server is unreachable or closes the connection, connect again after this "
+        "long, as the reference's worker does (default 5; 0: exit instead)",
+    )
     return parser.parse_args(argv)
 
 
@@ -68,8 +78,6 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import websocket  # websocket-client
 
-        from oasst_shared import codec
-        from oasst_shared.hardware import collect_hardware_info, collect_metrics_info
         from oasst_shared.model_configs import MODEL_CONFIGS
         from oasst_shared.schemas import inference
     except ImportError as exc:
@@ -78,6 +86,31 @@ def main(argv: list[str] | None = None) -> None:
     if model_config is None:
         sys.exit(f"worker: unknown model config {args.model_config!r}")
     config = inference.WorkerConfig(model_config=model_config, max_parallel_requests=args.parallel)
+    while True:
+        try:
+            serve(args, config)
+            return
+        except (Disconnected, OSError, websocket.WebSocketException) as exc:
+            reason = str(exc) or type(exc).__name__
+            if args.reconnect <= 0:
+                sys.exit(f"worker: {reason}")
+            log.warning("%s; connecting again in %g s", reason, args.reconnect)
+            time.sleep(args.reconnect)
+
+
+class Disconnected(Exception):
+    """The server closed the connection (its answers in progress end there with an error)."""
+
+
+def serve(args: argparse.Namespace, config: Any) -> None:
+    """One connection: its handshake, then requests until ``--once`` is done or the server sends
+    ``TerminateRequest``. Raises ``Disconnected`` (or the connection's error) when it is lost."""
+    import websocket
+
+    from oasst_shared import codec
+    from oasst_shared.hardware import collect_hardware_info, collect_metrics_info
+    from oasst_shared.schemas import inference
+
     ws = websocket.create_connection(
         f"{args.url}/workers/work",
         header={"X-API-Key": args.api_key, "X-Protocol-Version": inference.INFERENCE_PROTOCOL_VERSION},
@@ -91,17 +124,21 @@ def main(argv: list[str] | None = None) -> None:
 
     def work(request: Any) -> None:
         words = answer_words(request)
-        for i, word in enumerate(words):
-            time.sleep(args.delay)
-            send(inference.TokenResponse(request_id=request.id, text=word, token_id=i))
-        send(
-            inference.GeneratedTextResponse(
-                request_id=request.id,
-                text="".join(words),
-                finish_reason="eos_token",
-                metrics=collect_metrics_info(),
+        try:
+            for i, word in enumerate(words):
+                time.sleep(args.delay)
+                send(inference.TokenResponse(request_id=request.id, text=word, token_id=i))
+            send(
+                inference.GeneratedTextResponse(
+                    request_id=request.id,
+                    text="".join(words),
+                    finish_reason="eos_token",
+                    metrics=collect_metrics_info(),
+                )
             )
-        )
+        except (OSError, websocket.WebSocketConnectionClosedException):
+            log.warning("request %s abandoned: the connection closed", request.id)
+            return
         log.info("answered %s with %d tokens", request.id, len(words))
         if args.once:
             done.set()
@@ -109,32 +146,34 @@ def main(argv: list[str] | None = None) -> None:
     send(inference.WorkerInfo(config=config, hardware_info=collect_hardware_info()))
     log.info("connected to %s as %s", args.url, config.compat_hash)
     futures: list[Future[None]] = []
-    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        ws.settimeout(0.5)
-        while not done.is_set():
-            try:
-                text = ws.recv()
-            except websocket.WebSocketTimeoutException:
-                continue
-            except websocket.WebSocketConnectionClosedException:
-                sys.exit("worker: the server closed the connection")
-            if not text:
-                sys.exit("worker: the server closed the connection")
-            request = codec.worker_request.decode(text)
-            if isinstance(request, inference.WorkRequest):
-                futures.append(pool.submit(work, request))
-            elif isinstance(request, inference.PingRequest):
-                send(inference.PongResponse(request_id=request.id, metrics=collect_metrics_info()))
-            elif isinstance(request, inference.WrongApiKeyRequest):
-                sys.exit("worker: the server says the API key is wrong")
-            elif isinstance(request, inference.UpgradeProtocolRequest):
-                sys.exit("worker: the server asks for another protocol version")
-            elif isinstance(request, inference.TerminateRequest):
-                break
-            for f in [f for f in futures if f.done()]:
-                futures.remove(f)
-                f.result()
-    ws.close()
+    try:
+        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+            ws.settimeout(0.5)
+            while not done.is_set():
+                try:
+                    text = ws.recv()
+                except websocket.WebSocketTimeoutException:
+                    continue
+                except websocket.WebSocketConnectionClosedException:
+                    text = ""
+                if not text:
+                    raise Disconnected("the server closed the connection")
+                request = codec.worker_request.decode(text)
+                if isinstance(request, inference.WorkRequest):
+                    futures.append(pool.submit(work, request))
+                elif isinstance(request, inference.PingRequest):
+                    send(inference.PongResponse(request_id=request.id, metrics=collect_metrics_info()))
+                elif isinstance(request, inference.WrongApiKeyRequest):
+                    sys.exit("worker: the server says the API key is wrong")
+                elif isinstance(request, inference.UpgradeProtocolRequest):
+                    sys.exit("worker: the server asks for another protocol version")
+                elif isinstance(request, inference.TerminateRequest):
+                    break
+                for f in [f for f in futures if f.done()]:
+                    futures.remove(f)
+                    f.result()
+    finally:
+        ws.close()
 
 
 if __name__ == "__main__":
