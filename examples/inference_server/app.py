@@ -14,6 +14,8 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from examples.inference_server import chats, workers
 from examples.inference_server.settings import Settings
@@ -47,8 +49,16 @@ def create_app(settings: Settings) -> FastAPI:
             message_queue_expire=settings.message_queue_expire,
             work_queue_max_size=settings.work_queue_max_size,
         )
-        # the chats' client: callers wait for a free connection rather than fail past 64
-        pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=None)
+        # the chats' client: callers wait for a free connection rather than fail past 64, and a
+        # command whose pooled connection the server closed (a restart, CLIENT KILL, an idle
+        # timeout) runs again on a new one (a pool made here gets none of redis-py's default
+        # retries; a transaction under WATCH is never resent: redis-py raises WatchError)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=64,
+            timeout=None,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), 3),
+        )
         client = aioredis.Redis(connection_pool=pool)
         app.state.server = State(settings, relay, client, ChatStore(client), metrics)
         await client.ping()

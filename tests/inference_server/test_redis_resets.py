@@ -1,6 +1,7 @@
-"""``examples/inference_server/worker.py`` (the README's worker) against the real app: it answers
-chats, and when the server drops it (the server's connections to Redis were reset) it connects
-again, as the reference's worker does, rather than exiting."""
+"""The example server when its connections to Redis are reset (``CLIENT KILL``: what a Redis
+restart with persistence, a proxy's idle timeout or a network blip does to them): the chat
+routes answer as before, and the README's worker (``examples/inference_server/worker.py``),
+which the server drops when its dispatch fails, connects again, as the reference's worker does."""
 
 from __future__ import annotations
 
@@ -76,4 +77,19 @@ def test_the_example_worker_connects_again_when_the_server_drops_it(start_app: S
             api.close()
             worker.terminate()
             worker.wait(10)
+            app.stop()
+
+
+def test_the_chat_routes_answer_after_their_redis_connections_are_reset(start_app: StartApp) -> None:
+    with running_redis() as redis_server:
+        app = start_app("--redis-url", redis_server.url)
+        api = ChatApi(app.url)
+        try:
+            chat = api.create_chat()  # (its pooled connection stays open, idle)
+            redis_server.command("CLIENT", "KILL", "TYPE", "normal")
+            # the pooled connection is dead: the next command on it runs again on a new one
+            assert api.chat(chat["id"])["id"] == chat["id"]
+            assert api.create_chat()["id"] != chat["id"]
+        finally:
+            api.close()
             app.stop()
